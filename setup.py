@@ -1,0 +1,75 @@
+"""Build zoo and its C++/CUDA extension ``zoo._C``.
+
+* CppExtension by default (CPU kernels, OpenMP).
+* CUDAExtension when ``torch.cuda.is_available()`` and nvcc is found, or when
+  ``ZOO_FORCE_CUDA=1`` (then ``TORCH_CUDA_ARCH_LIST`` defaults to ``8.0;9.0+PTX``).
+* With no sources under ``csrc/`` the package installs without an extension and
+  ``zoo.ops`` uses its pure-torch fallbacks.
+
+Install with ``pip install --no-build-isolation -e .`` (torch must already be there).
+"""
+from __future__ import annotations
+
+import glob
+import os
+import sys
+
+from setuptools import setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _sources(pattern: str) -> list[str]:
+    return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern), recursive=True))
+
+
+def _nvidia_include_dirs() -> list[str]:
+    """CUDA headers that torch's CUDA wheels keep under site-packages/nvidia/*/include."""
+    dirs: list[str] = []
+    for base in sys.path:
+        nv = os.path.join(base, "nvidia")
+        if os.path.isdir(nv):
+            dirs += sorted(d for d in glob.glob(os.path.join(nv, "*", "include")) if os.path.isdir(d))
+    return dirs
+
+
+def _extensions():
+    cpp = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
+    cu = _sources("csrc/cuda/*.cu")
+    if not cpp:
+        return [], {}
+
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+    force = os.environ.get("ZOO_FORCE_CUDA", "0") == "1"
+    with_cuda = bool(cu) and (force or (torch.cuda.is_available() and CUDA_HOME is not None))
+    openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
+    cxx_flags = ["-O3", "-std=c++17", *openmp]
+    define_macros = []
+    if with_cuda:
+        if CUDA_HOME is None:
+            raise RuntimeError("ZOO_FORCE_CUDA=1 but no CUDA toolkit (nvcc) was found; set CUDA_HOME")
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
+        define_macros.append(("ZOO_WITH_CUDA", None))
+        ext = CUDAExtension(
+            "zoo._C",
+            cpp + cu,
+            include_dirs=_nvidia_include_dirs(),
+            define_macros=define_macros,
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--use_fast_math", "-std=c++17"]},
+            extra_link_args=openmp,
+        )
+    else:
+        ext = CppExtension(
+            "zoo._C",
+            cpp,
+            define_macros=define_macros,
+            extra_compile_args={"cxx": cxx_flags},
+            extra_link_args=openmp,
+        )
+    return [ext], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=True)}
+
+
+ext_modules, cmdclass = _extensions()
+setup(ext_modules=ext_modules, cmdclass=cmdclass)

@@ -1,0 +1,124 @@
+"""ResNet family: weight identity with torchvision / timm references (random weights, offline)."""
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+import torchvision
+
+import zoo
+from zoo.weights import convert_state_dict
+from tests.util import n_params, randomize_bn
+
+# zoo name -> (library, reference name); the facts are in shared/REFERENCE.md
+REFERENCES = {
+    "resnet18": ("torchvision", "resnet18"),
+    "resnet34": ("torchvision", "resnet34"),
+    "resnet50": ("torchvision", "resnet50"),
+    "resnet101": ("torchvision", "resnet101"),
+    "resnet152": ("torchvision", "resnet152"),
+    "resnext50_32x4d": ("torchvision", "resnext50_32x4d"),
+    "resnext101_32x8d": ("torchvision", "resnext101_32x8d"),
+    "wide_resnet50_2": ("torchvision", "wide_resnet50_2"),
+    "se_resnet50": ("timm", "seresnet50"),
+}
+
+
+def build_reference(lib: str, name: str, **kwargs) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if lib == "torchvision":
+        return torchvision.models.get_model(name, weights=None, **kwargs)
+    return timm.create_model(name, pretrained=False, **kwargs)
+
+
+def test_every_resnet_family_model_has_a_reference_test():
+    assert sorted(REFERENCES) == zoo.list_models(task="classification", pattern="*res*")
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_weight_identity_with_reference(name):
+    lib, ref_name = REFERENCES[name]
+    assert zoo.get_spec(name).reference == f"{lib}:{ref_name}"
+    ref = randomize_bn(build_reference(lib, ref_name)).eval()
+    net = zoo.create_net(name).eval()
+    assert n_params(net) == n_params(ref)
+
+    converted, layout = convert_state_dict(name, ref.state_dict(), net)
+    assert layout in ("zoo", lib)
+    net.load_state_dict(converted, strict=True)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want, got = ref(x), net(x)
+    assert got.shape == (2, 1000)
+    assert (got - want).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "se_resnet50"])
+def test_custom_classes_and_channels_match_reference(name):
+    lib, ref_name = REFERENCES[name]
+    if lib == "torchvision":  # torchvision has no in_chans: swap its stem for a 1-channel one
+        ref = build_reference(lib, ref_name, num_classes=7)
+        ref.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    else:
+        ref = build_reference(lib, ref_name, num_classes=7, in_chans=1)
+    ref = randomize_bn(ref).eval()
+    net = zoo.create_net(name, num_classes=7, in_chans=1).eval()
+    assert n_params(net) == n_params(ref)
+    net.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(3, 1, 48, 48)
+    with torch.no_grad():
+        assert (net(x) - ref(x)).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "se_resnet50"])
+def test_multiscale_features_match_timm_features_only(name):
+    ref_name = {"se_resnet50": "seresnet50"}.get(name, name)
+    full = randomize_bn(timm.create_model(ref_name, pretrained=False)).eval()
+    ref = timm.create_model(ref_name, pretrained=False, features_only=True, out_indices=(0, 1, 2, 3, 4)).eval()
+    ref.load_state_dict({k: v for k, v in full.state_dict().items() if not k.startswith("fc.")})
+    net = zoo.create_net(name, features_only=True, out_indices=(0, 1, 2, 3, 4)).eval()
+    net.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        got, want = net(x), ref(x)
+    assert len(got) == len(want) == 5
+    for g, w, info, ref_info in zip(got, want, net.feature_info, ref.feature_info.get_dicts()):
+        assert g.shape == w.shape
+        assert (g - w).abs().max().item() <= 1e-5
+        assert info["num_chs"] == ref_info["num_chs"] == g.shape[1]
+        assert info["reduction"] == ref_info["reduction"] == 64 // g.shape[-1]
+
+
+def test_features_only_subset_and_head_split():
+    net = zoo.create_net("resnet18", features_only=True, out_indices=(2, 4)).eval()
+    feats = net(torch.randn(1, 3, 64, 64))
+    assert [f.shape[1:] for f in feats] == [(128, 8, 8), (512, 2, 2)]
+    assert [i["num_chs"] for i in net.feature_info] == [128, 512]
+    with pytest.raises(RuntimeError, match="features_only"):
+        net.forward_head(feats[-1])
+
+    clf = zoo.create_net("resnet18", num_classes=5).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        f = clf.forward_features(x)
+        assert f.shape == (2, 512, 2, 2)
+        pooled = clf.forward_head(f, pre_logits=True)
+        torch.testing.assert_close(pooled, f.mean((2, 3)))
+        torch.testing.assert_close(clf.forward_head(f), clf(x))
+        torch.testing.assert_close(clf.fc(pooled), clf(x))
+
+
+def test_wrong_channel_count_is_a_clear_error():
+    net = zoo.create_net("resnet18")
+    with pytest.raises(ValueError, match=r"x: the net takes 3 input channel\(s\) but got 1"):
+        net(torch.randn(1, 1, 32, 32))
+    with pytest.raises(ValueError, match="4-D"):
+        net(torch.randn(3, 32, 32))
+    with pytest.raises(ValueError, match="out_indices"):
+        zoo.create_net("resnet18", features_only=True, out_indices=(5,))
+
+
+def test_reset_classifier():
+    net = zoo.create_net("resnet34").eval()
+    net.reset_classifier(3)
+    assert net(torch.randn(1, 3, 32, 32)).shape == (1, 3)

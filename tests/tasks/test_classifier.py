@@ -1,0 +1,108 @@
+"""The Classifier LightningModule: loss, metrics, predict, checkpoints."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+import zoo
+from zoo.data import DigitsDataModule
+from zoo.tasks import Classifier
+
+
+def _trainer(tmp_path, **kw):
+    kw.setdefault("max_epochs", 1)
+    return pl.Trainer(default_root_dir=str(tmp_path), accelerator="cpu", logger=False,
+                      enable_progress_bar=False, enable_model_summary=False, **kw)
+
+
+def test_loss_is_label_smoothed_cross_entropy():
+    torch.manual_seed(0)
+    m = Classifier("resnet18", num_classes=4, label_smoothing=0.2).eval()
+    x, y = torch.randn(3, 3, 32, 32), torch.tensor([0, 3, 1])
+    loss = m.training_step((x, y), 0)
+    # closed form: (1 - eps) * NLL(target) + eps * mean over classes of -log p
+    logp = m(x).log_softmax(1)
+    want = (0.8 * -logp.gather(1, y[:, None]).squeeze(1) + 0.2 * -logp.mean(1)).mean()
+    torch.testing.assert_close(loss, want)
+
+
+def test_predict_step_returns_topk():
+    m = Classifier("resnet18", num_classes=10, topk=3).eval()
+    x = torch.randn(4, 3, 32, 32)
+    out = m.predict_step((x, torch.zeros(4, dtype=torch.long)), 0)
+    probs = torch.softmax(m(x), 1)
+    vals, idx = torch.sort(probs, 1, descending=True)
+    assert torch.equal(out["labels"], idx[:, :3])
+    torch.testing.assert_close(out["probs"], vals[:, :3])
+    assert m.predict_step(x, 0)["labels"].shape == (4, 3)
+
+
+def test_validation_metrics_match_a_manual_count(tmp_path):
+    pl.seed_everything(0)
+    m = Classifier("resnet18", num_classes=10)
+    dm = DigitsDataModule(arch="resnet18", augment=False)
+    res = _trainer(tmp_path).validate(m, datamodule=dm, verbose=False)[0]
+    dm.setup("validate")
+    m.eval()
+    correct1 = correct5 = n = 0
+    loss = 0.0
+    with torch.no_grad():
+        for x, y in dm.val_dataloader():
+            logits = m(x)
+            top5 = logits.topk(5, 1).indices
+            correct1 += (top5[:, 0] == y).sum().item()
+            correct5 += (top5 == y[:, None]).any(1).sum().item()
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            n += len(y)
+    assert res["val/acc1"] == pytest.approx(correct1 / n, abs=1e-6)
+    assert res["val/acc5"] == pytest.approx(correct5 / n, abs=1e-6)
+    assert res["val/loss"] == pytest.approx(loss / n, rel=1e-4)
+
+
+def test_checkpoint_roundtrip_rebuilds_the_same_model(tmp_path):
+    pl.seed_everything(0)
+    m = Classifier("resnet18", num_classes=10, lr=0.01, label_smoothing=0.1)
+    dm = DigitsDataModule(augment=False)
+    trainer = _trainer(tmp_path, limit_train_batches=2, limit_val_batches=1)
+    trainer.fit(m, datamodule=dm)
+    path = str(tmp_path / "m.ckpt")
+    trainer.save_checkpoint(path)
+
+    x = torch.randn(2, 3, 32, 32)
+    m.eval()
+    for loaded in (Classifier.load_from_checkpoint(path), zoo.load("resnet18", weights=path)):
+        loaded.eval()
+        assert loaded.hparams.label_smoothing == 0.1 and loaded.hparams.num_classes == 10
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), m(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="checkpoint of 'resnet18', not 'resnet34'"):
+        zoo.load("resnet34", weights=path)
+
+
+def test_default_schedule_is_linear_warmup_then_cosine(tmp_path):
+    m = Classifier("resnet18", num_classes=10, lr=0.1, warmup_epochs=1)
+    trainer = _trainer(tmp_path, max_epochs=4, limit_train_batches=5, limit_val_batches=0)
+    trainer.fit(m, datamodule=DigitsDataModule())
+    opt = trainer.optimizers[0]
+    sched = trainer.lr_scheduler_configs[0].scheduler
+    total, warm = 20, 5
+    lr_fn = sched.lr_lambdas[0]
+    for step in range(total):
+        want = (step + 1) / (warm + 1) if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / (total - warm)))
+        assert lr_fn(step) == pytest.approx(want)
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[1]["weight_decay"] == 0.0
+
+
+def test_bad_arguments():
+    with pytest.raises(KeyError, match="closest"):
+        Classifier("resnet19")
+    with pytest.raises(ValueError, match="optimizer"):
+        Classifier("resnet18", optimizer="lbfgs")
+    with pytest.raises(ValueError, match="num_classes"):
+        Classifier("resnet18", num_classes=1)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        Classifier("resnet18", label_smoothing=1.5)

@@ -1,0 +1,252 @@
+"""Classification data: an ImageFolder datamodule and the embedded digits default."""
+from __future__ import annotations
+
+import os
+from typing import Callable, Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from ..registry import IMAGENET_MEAN, IMAGENET_STD, get_spec
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def resolve_norm(
+    arch: str | None, mean: Sequence[float] | None, std: Sequence[float] | None, channels: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean/std: explicit values win, then the model spec of ``arch``, then ImageNet's.
+
+    A spec's 3-channel statistics are averaged down when ``channels`` is 1.
+    """
+    if arch is not None:
+        spec = get_spec(arch)
+        mean = spec.mean if mean is None else mean
+        std = spec.std if std is None else std
+    mean = tuple(IMAGENET_MEAN if mean is None else mean)
+    std = tuple(IMAGENET_STD if std is None else std)
+    if len(mean) != len(std):
+        raise ValueError(f"mean/std: lengths differ ({len(mean)} vs {len(std)})")
+    if len(mean) != channels:
+        if channels == 1:
+            mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
+        else:
+            raise ValueError(f"mean: expected {channels} values (one per channel), got {len(mean)}")
+    if any(s <= 0 for s in std):
+        raise ValueError(f"std: every value must be > 0, got {std}")
+    return mean, std
+
+
+def _split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Deterministic random split of ``range(n)`` into (train, val) indices."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction: expected a value in (0, 1), got {val_fraction}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = max(1, round(n * val_fraction))
+    if n_val >= n:
+        raise ValueError(f"val_fraction: {val_fraction} of {n} samples leaves nothing to train on")
+    return sorted(perm[n_val:]), sorted(perm[:n_val])
+
+
+def read_image(path: str) -> Image.Image:
+    """Open ``path`` as RGB; an unreadable file raises ``ValueError`` naming it."""
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            return img.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ValueError(f"image file {path!r} cannot be read as an image: {err}") from err
+
+
+class ImageFiles(Dataset):
+    """A flat list of image files (for prediction): item = ``(image, index)``."""
+
+    def __init__(self, root: str, transform: Callable | None = None) -> None:
+        if not os.path.isdir(root):
+            raise ValueError(f"predict_dir: {root!r} is not a directory")
+        self.files = sorted(
+            os.path.join(root, f) for f in os.listdir(root) if f.lower().endswith(IMG_EXTENSIONS)
+        )
+        if not self.files:
+            raise ValueError(f"predict_dir: no image files ({', '.join(IMG_EXTENSIONS)}) in {root!r}")
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        img = read_image(self.files[i])
+        return (self.transform(img) if self.transform else img), i
+
+
+def _folder(root: str, arg: str, transform: Callable) -> datasets.ImageFolder:
+    if not os.path.isdir(root):
+        raise ValueError(f"{arg}: {root!r} is not a directory")
+    try:
+        return datasets.ImageFolder(root, transform=transform, loader=read_image)
+    except FileNotFoundError as err:
+        raise ValueError(f"{arg}: {root!r} is not an ImageFolder tree (one sub-folder per class): {err}") from err
+
+
+class _SplitDataModule(pl.LightningDataModule):
+    """Loaders over ``train_set`` / ``val_set`` / ``test_set`` / ``predict_set`` made in ``setup``."""
+
+    def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_set, False)
+
+
+class ImageFolderDataModule(_SplitDataModule):
+    """An ImageFolder tree (``root/<class>/<image>``) as train/val(/predict) loaders.
+
+    Either ``train_dir`` and ``val_dir``, or ``train_dir`` alone and a deterministic
+    ``val_fraction`` split of it. Images become ``[3, image_size, image_size]``
+    float tensors normalised with ``mean``/``std``, or the model spec's of ``arch``.
+    Training adds RandomResizedCrop + horizontal flip when ``augment``.
+    """
+
+    def __init__(
+        self,
+        train_dir: str,
+        val_dir: str | None = None,
+        val_fraction: float = 0.1,
+        test_dir: str | None = None,
+        predict_dir: str | None = None,
+        image_size: int = 224,
+        batch_size: int = 32,
+        num_workers: int = 2,
+        arch: str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        augment: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if image_size < 1:
+            raise ValueError(f"image_size: expected >= 1, got {image_size}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+        self.save_hyperparameters()
+        self.mean, self.std = resolve_norm(arch, mean, std, 3)
+        self.classes: list[str] = []
+
+    def _transforms(self, train: bool) -> v2.Compose:
+        size = self.hparams.image_size
+        if train and self.hparams.augment:
+            geom = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
+        else:
+            geom = [v2.Resize(int(round(size / 0.875)), antialias=True), v2.CenterCrop(size)]
+        return v2.Compose(
+            [v2.ToImage(), *geom, v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        train = _folder(hp.train_dir, "train_dir", self._transforms(True))
+        self.classes = train.classes
+        if hp.val_dir is not None:
+            val = _folder(hp.val_dir, "val_dir", self._transforms(False))
+            if val.classes != train.classes:
+                raise ValueError(f"val_dir: classes {val.classes} differ from train_dir's {train.classes}")
+            self.train_set, self.val_set = train, val
+        else:
+            train_idx, val_idx = _split(len(train), hp.val_fraction, hp.seed)
+            val = _folder(hp.train_dir, "train_dir", self._transforms(False))
+            self.train_set, self.val_set = Subset(train, train_idx), Subset(val, val_idx)
+        self.test_set = _folder(hp.test_dir, "test_dir", self._transforms(False)) if hp.test_dir else self.val_set
+        self.predict_set = ImageFiles(hp.predict_dir, self._transforms(False)) if hp.predict_dir else self.val_set
+
+
+def load_digits_images(image_size: int = 32, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's bundled 8x8 digits (1,797 real scans) as ``[N, channels, S, S]`` in [0, 1] + labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    if image_size != 8:
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    x = x.clamp_(0.0, 1.0).expand(-1, channels, -1, -1).contiguous()
+    y = torch.as_tensor(digits.target, dtype=torch.int64)
+    return x, y
+
+
+class _Transformed(Dataset):
+    def __init__(self, base: Dataset, transform: Callable) -> None:
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        x, y = self.base[i]
+        return self.transform(x), y
+
+
+class DigitsDataModule(_SplitDataModule):
+    """The embedded default: scikit-learn's digits, upscaled to ``image_size``.
+
+    1,797 images of 10 classes, split deterministically (``seed``) into train and
+    ``val_fraction`` val; the val split also serves test and predict. Grey images
+    are repeated to ``channels`` channels and normalised with ``mean``/``std``, or
+    the model spec's of ``arch``. Training adds small random shifts when ``augment``.
+    """
+
+    num_classes = 10
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        channels: int = 3,
+        val_fraction: float = 0.2,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        arch: str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        augment: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if image_size < 8:
+            raise ValueError(f"image_size: expected >= 8 (the digits are 8x8), got {image_size}")
+        if channels not in (1, 3):
+            raise ValueError(f"channels: expected 1 or 3, got {channels}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+        self.save_hyperparameters()
+        self.mean, self.std = resolve_norm(arch, mean, std, channels)
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        x, y = load_digits_images(hp.image_size, hp.channels)
+        train_idx, val_idx = _split(len(y), hp.val_fraction, hp.seed)
+        norm = v2.Normalize(list(self.mean), list(self.std))
+        train_tf = norm
+        if hp.augment:  # on [0, 1] images, so the fill (0) is the digits' background
+            shift = 1.0 / 8.0  # up to one source pixel
+            train_tf = v2.Compose([v2.RandomAffine(degrees=8, translate=(shift, shift), scale=(0.9, 1.1)), norm])
+        self.train_set = _Transformed(TensorDataset(x[train_idx], y[train_idx]), train_tf)
+        self.val_set = _Transformed(TensorDataset(x[val_idx], y[val_idx]), norm)
+        self.test_set = self.predict_set = self.val_set

@@ -1,0 +1,295 @@
+"""ResNet family: ResNet-18/34/50/101/152, ResNeXt, Wide ResNet and SE-ResNet.
+
+He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, in the
+"v1.5" form that torchvision and timm use: the stride of a bottleneck block sits
+on its 3x3 convolution, not on the first 1x1.
+
+* ResNeXt (Xie et al., CVPR 2017): the bottleneck's 3x3 is a grouped convolution
+  of ``groups`` paths, each ``base_width`` channels wide at the first stage.
+* Wide ResNet-50-2 (Zagoruyko & Komodakis, BMVC 2016): bottleneck 2x wider.
+* SE-ResNet (Hu et al., CVPR 2018): a Squeeze-and-Excitation block on the
+  residual branch, after the last BN and before the shortcut add (timm's
+  ``seresnet50`` layout).
+
+Parameter names follow torchvision/timm (``conv1``, ``bn1``, ``layer1..4``,
+``fc``) so their state dicts load with no renaming.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..nn import SEBlock, check_image_batch
+from ..registry import register_model
+
+
+def _conv3x3(cin: int, cout: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, groups=groups, bias=False)
+
+
+def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs (ResNet-18/34). ``y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``."""
+
+    expansion = 1
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        se: bool = False,
+    ) -> None:
+        super().__init__()
+        if groups != 1 or base_width != 64:
+            raise ValueError("groups/base_width: BasicBlock supports only groups=1 and base_width=64")
+        self.conv1 = _conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.se = SEBlock(planes) if se else None
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.se is not None:
+            out = self.se(out)
+        return self.relu(out + shortcut)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce -> 3x3 (strided, grouped) -> 1x1 expand (x4), plus the shortcut."""
+
+    expansion = 4
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        se: bool = False,
+    ) -> None:
+        super().__init__()
+        width = int(planes * base_width / 64) * groups
+        out = planes * self.expansion
+        self.conv1 = _conv1x1(inplanes, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = _conv3x3(width, width, stride, groups)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = _conv1x1(width, out)
+        self.bn3 = nn.BatchNorm2d(out)
+        self.se = SEBlock(out) if se else None
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.bn3.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.se is not None:
+            out = self.se(out)
+        return self.relu(out + shortcut)
+
+
+class ResNet(nn.Module):
+    """ResNet backbone + classifier.
+
+    Input ``[N, in_chans, H, W]``. ``forward_features`` returns the stride-32 map
+    ``[N, 512*expansion, H/32, W/32]``; ``forward_head`` pools and classifies it to
+    ``[N, num_classes]`` logits.
+
+    With ``features_only=True`` the net drops its classifier and ``forward``
+    returns the list of maps named by ``out_indices``: 0 = stem (stride 2),
+    1..4 = layer1..layer4 (strides 4, 8, 16, 32). ``feature_info`` gives their
+    channels and strides, for use as a detection backbone.
+    """
+
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        layers: Sequence[int],
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        groups: int = 1,
+        width_per_group: int = 64,
+        se: bool = False,
+        drop_rate: float = 0.0,
+        zero_init_residual: bool = False,
+        features_only: bool = False,
+        out_indices: Sequence[int] = (1, 2, 3, 4),
+    ) -> None:
+        super().__init__()
+        if num_classes < 0:
+            raise ValueError(f"num_classes: expected >= 0, got {num_classes}")
+        if in_chans < 1:
+            raise ValueError(f"in_chans: expected >= 1, got {in_chans}")
+        if any(i not in range(5) for i in out_indices):
+            raise ValueError(f"out_indices: expected indices in 0..4, got {tuple(out_indices)}")
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.features_only = features_only
+        self.out_indices = tuple(out_indices)
+        self.drop_rate = drop_rate
+
+        self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+
+        info = [dict(num_chs=64, reduction=2, module="relu")]
+        inplanes = 64
+        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
+            stride = 1 if i == 0 else 2
+            outplanes = planes * block.expansion
+            downsample = None
+            if stride != 1 or inplanes != outplanes:
+                downsample = nn.Sequential(_conv1x1(inplanes, outplanes, stride), nn.BatchNorm2d(outplanes))
+            blocks = [block(inplanes, planes, stride, downsample, groups, width_per_group, se)]
+            blocks += [block(outplanes, planes, 1, None, groups, width_per_group, se) for _ in range(n - 1)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            inplanes = outplanes
+            info.append(dict(num_chs=outplanes, reduction=4 * 2**i, module=f"layer{i + 1}"))
+        self.num_features = inplanes
+        self.feature_info = [info[i] for i in self.out_indices] if features_only else info
+
+        if features_only:
+            self.fc = None
+        else:
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(inplanes, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights(zero_init_residual)
+
+    def _init_weights(self, zero_init_residual: bool) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, (BasicBlock, Bottleneck)):
+                    m.zero_init_last()
+
+    def _stages(self) -> list[nn.Module]:
+        return [self.layer1, self.layer2, self.layer3, self.layer4]
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_batch(x, self.in_chans)
+        return self.relu(self.bn1(self.conv1(x)))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, in_chans, H, W] -> [N, num_features, H/32, W/32]``."""
+        x = self.maxpool(self._stem(x))
+        for stage in self._stages():
+            x = stage(x)
+        return x
+
+    def forward_multiscale(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The maps at ``out_indices`` (0 = stem, stride 2; k = layer k, stride 2**(k+1))."""
+        x = self._stem(x)
+        feats = [x] if 0 in self.out_indices else []
+        x = self.maxpool(x)
+        last = max(self.out_indices)
+        for i, stage in enumerate(self._stages(), start=1):
+            if i > last:
+                break
+            x = stage(x)
+            if i in self.out_indices:
+                feats.append(x)
+        return feats
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """``[N, num_features, h, w] -> [N, num_classes]`` (``[N, num_features]`` if ``pre_logits``)."""
+        if self.fc is None:
+            raise RuntimeError("forward_head: this net was built with features_only=True and has no head")
+        x = torch.flatten(self.avgpool(x), 1)
+        if self.drop_rate > 0:
+            x = nn.functional.dropout(x, self.drop_rate, self.training)
+        return x if pre_logits else self.fc(x)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier with a fresh one of ``num_classes`` outputs (0: none)."""
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        if self.features_only:
+            return self.forward_multiscale(x)
+        return self.forward_head(self.forward_features(x))
+
+
+_HE = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016"
+_XIE = "Xie et al., Aggregated Residual Transformations for Deep Neural Networks, CVPR 2017"
+_WRN = "Zagoruyko & Komodakis, Wide Residual Networks, BMVC 2016"
+_SE = "Hu et al., Squeeze-and-Excitation Networks, CVPR 2018"
+
+
+def _resnet(**common):
+    return register_model(family="resnet", task="classification", num_classes=1000, **common)
+
+
+@_resnet(paper=_HE, reference="torchvision:resnet18")
+def resnet18(**kwargs) -> ResNet:
+    return ResNet(BasicBlock, (2, 2, 2, 2), **kwargs)
+
+
+@_resnet(paper=_HE, reference="torchvision:resnet34")
+def resnet34(**kwargs) -> ResNet:
+    return ResNet(BasicBlock, (3, 4, 6, 3), **kwargs)
+
+
+@_resnet(paper=_HE, reference="torchvision:resnet50")
+def resnet50(**kwargs) -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 6, 3), **kwargs)
+
+
+@_resnet(paper=_HE, reference="torchvision:resnet101")
+def resnet101(**kwargs) -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 23, 3), **kwargs)
+
+
+@_resnet(paper=_HE, reference="torchvision:resnet152")
+def resnet152(**kwargs) -> ResNet:
+    return ResNet(Bottleneck, (3, 8, 36, 3), **kwargs)
+
+
+@_resnet(paper=_XIE, reference="torchvision:resnext50_32x4d")
+def resnext50_32x4d(**kwargs) -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 6, 3), groups=32, width_per_group=4, **kwargs)
+
+
+@_resnet(paper=_XIE, reference="torchvision:resnext101_32x8d")
+def resnext101_32x8d(**kwargs) -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 23, 3), groups=32, width_per_group=8, **kwargs)
+
+
+@_resnet(paper=_WRN, reference="torchvision:wide_resnet50_2")
+def wide_resnet50_2(**kwargs) -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 6, 3), width_per_group=128, **kwargs)
+
+
+@_resnet(paper=_SE, reference="timm:seresnet50")
+def se_resnet50(**kwargs) -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 6, 3), se=True, **kwargs)

@@ -1,0 +1,65 @@
+"""Squeeze-and-Excitation (Hu et al., CVPR 2018).
+
+``y = x * gate(W2 · relu(W1 · mean_hw(x) + b1) + b2)``
+
+The two FC layers are kept as 1x1 convolutions named ``fc1`` / ``fc2`` so that
+timm's ``se.fc1`` / ``se.fc2`` parameters load as they are.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GATES = ("sigmoid", "hard_sigmoid")
+
+
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
+    """Round ``v`` to the nearest multiple of ``divisor`` (at least ``min_value``).
+
+    If rounding down lost more than ``1 - round_limit`` of ``v``, go one step up.
+    """
+    min_value = min_value or divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < round_limit * v:
+        new_v += divisor
+    return new_v
+
+
+class SEBlock(nn.Module):
+    """Channel attention: global average pool -> FC -> ReLU -> FC -> gate -> scale.
+
+    Args:
+        channels: C of the input ``[N, C, H, W]``.
+        reduction: C / rd_channels when ``rd_channels`` is not given.
+        rd_channels: width of the bottleneck; default ``make_divisible(C / reduction, rd_divisor)``.
+        gate: ``"sigmoid"`` or ``"hard_sigmoid"``.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        reduction: float = 16,
+        rd_channels: int | None = None,
+        gate: str = "sigmoid",
+        rd_divisor: int = 8,
+    ) -> None:
+        super().__init__()
+        if gate not in GATES:
+            raise ValueError(f"gate: expected one of {GATES}, got {gate!r}")
+        if rd_channels is None:
+            rd_channels = make_divisible(channels / reduction, rd_divisor, round_limit=0.0)
+        self.channels = channels
+        self.rd_channels = rd_channels
+        self.gate = gate
+        self.fc1 = nn.Conv2d(channels, rd_channels, 1, bias=True)
+        self.fc2 = nn.Conv2d(rd_channels, channels, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        s = self.fc2(F.relu(self.fc1(s)))
+        s = torch.sigmoid(s) if self.gate == "sigmoid" else F.hardsigmoid(s)
+        return x * s
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, rd_channels={self.rd_channels}, gate={self.gate!r}"

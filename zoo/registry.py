@@ -1,0 +1,158 @@
+"""The model registry: a name -> :class:`ModelSpec` table.
+
+No ``torch.nn`` code lives here. Builders register themselves with
+:func:`register_model` in their family's file under ``zoo/models``; everything
+else looks them up by name.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field, asdict
+from typing import Any, Callable
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+TASKS = ("classification", "detection", "steganalysis", "video")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the zoo knows about a registered model.
+
+    ``defaults`` are the keyword arguments the builder gets unless overridden
+    (``num_classes``, ``in_chans``, anchors, ...). ``input_size`` is ``(C, H, W)``
+    of the default input; ``mean``/``std`` are the per-channel normalisation the
+    model expects. ``reference`` names the outside implementation the zoo's
+    architecture is checked against, e.g. ``"timm:resnet50"``.
+    """
+
+    name: str
+    family: str
+    task: str
+    builder: Callable[..., Any]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    paper: str = ""
+    reference: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["builder"] = f"{self.builder.__module__}.{self.builder.__qualname__}"
+        return d
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(
+    name: str | None = None,
+    *,
+    family: str,
+    task: str,
+    input_size: tuple[int, int, int] = (3, 224, 224),
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+    paper: str = "",
+    reference: str = "",
+    **defaults: Any,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register ``builder`` under ``name`` (default: the function's name).
+
+    Extra keyword arguments become the spec's ``defaults`` and are passed to the
+    builder by :func:`create_net` unless overridden there.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+
+    def wrap(builder: Callable[..., Any]) -> Callable[..., Any]:
+        key = name or builder.__name__
+        if key in _REGISTRY:
+            raise ValueError(f"name: model {key!r} is already registered by {_REGISTRY[key].builder.__module__}")
+        defaults.setdefault("in_chans", input_size[0])
+        _REGISTRY[key] = ModelSpec(
+            name=key,
+            family=family,
+            task=task,
+            builder=builder,
+            defaults=dict(defaults),
+            input_size=tuple(input_size),
+            mean=tuple(mean),
+            std=tuple(std),
+            paper=paper,
+            reference=reference,
+        )
+        return builder
+
+    return wrap
+
+
+def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
+    """Sorted registered names matching the fnmatch ``pattern``, optionally of one ``task``."""
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+    return sorted(
+        n for n, s in _REGISTRY.items() if fnmatch.fnmatchcase(n, pattern) and (task is None or s.task == task)
+    )
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec registered as ``name``; ``KeyError`` naming the closest names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        pass
+    close = difflib.get_close_matches(str(name), list(_REGISTRY), n=5, cutoff=0.5)
+    hint = f"; closest: {', '.join(close)}" if close else f"; registered: {len(_REGISTRY)} models (zoo.list_models())"
+    raise KeyError(f"unknown model name {name!r}{hint}")
+
+
+def create_net(name: str, **overrides: Any):
+    """Build the bare ``nn.Module`` registered as ``name`` with the spec defaults + ``overrides``."""
+    spec = get_spec(name)
+    kwargs = {**spec.defaults, **overrides}
+    return spec.builder(**kwargs)
+
+
+def count_params(net) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def count_macs(net, input_size: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one forward pass on a ``(1, *input_size)`` input.
+
+    Counted with ``torch.utils.flop_counter`` (convolutions and matrix products;
+    it reports 2 FLOPs per MAC) on meta tensors, so nothing is computed.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.empty((1, *input_size), device="meta")
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(x)
+    finally:
+        net.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+def model_info(name: str, **overrides: Any) -> dict[str, Any]:
+    """The spec of ``name`` as a dict plus ``params`` and ``macs`` at the default input.
+
+    The net is built on the meta device, so this is cheap even for large models.
+    """
+    import torch
+
+    spec = get_spec(name)
+    with torch.device("meta"):
+        net = create_net(name, **overrides)
+    info = spec.as_dict()
+    info["params"] = count_params(net)
+    in_chans = overrides.get("in_chans", spec.defaults.get("in_chans", spec.input_size[0]))
+    info["macs"] = count_macs(net, (in_chans, *spec.input_size[1:]))
+    return info

@@ -1,0 +1,140 @@
+"""Image classification as a LightningModule."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..registry import create_net, get_spec
+
+
+class Classifier(pl.LightningModule):
+    """Wraps ``zoo.create_net(arch)``: cross-entropy training, top-1/top-5 accuracy.
+
+    Args:
+        arch: a registered classification model name.
+        num_classes / in_chans: override the spec's defaults.
+        label_smoothing: passed to the cross-entropy loss.
+        lr, weight_decay, momentum, optimizer ("sgd" | "adamw"), warmup_epochs:
+            the default optimizer (SGD with momentum or AdamW) and a linear-warmup
+            + cosine schedule over ``trainer.max_epochs``. A config's
+            ``optimizer:`` / ``lr_scheduler:`` keys replace them.
+        topk: how many labels ``predict_step`` returns.
+        net_kwargs: extra keyword arguments for the net builder (e.g. ``drop_rate``).
+
+    Batches are ``(images [N, C, H, W], labels [N])``.
+    """
+
+    def __init__(
+        self,
+        arch: str = "resnet18",
+        num_classes: int | None = None,
+        in_chans: int | None = None,
+        label_smoothing: float = 0.0,
+        lr: float = 0.1,
+        weight_decay: float = 1e-4,
+        momentum: float = 0.9,
+        optimizer: str = "sgd",
+        warmup_epochs: int = 0,
+        topk: int = 5,
+        net_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        spec = get_spec(arch)
+        if spec.task != "classification":
+            raise ValueError(f"arch: {arch!r} is a {spec.task} model, not a classification model")
+        if optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer: expected 'sgd' or 'adamw', got {optimizer!r}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing: expected a value in [0, 1), got {label_smoothing}")
+        self.save_hyperparameters()
+        overrides = dict(net_kwargs or {})
+        if num_classes is not None:
+            overrides["num_classes"] = num_classes
+        if in_chans is not None:
+            overrides["in_chans"] = in_chans
+        self.net = create_net(arch, **overrides)
+        self.num_classes = int(self.net.num_classes)
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes: a classifier needs at least 2 classes, got {self.num_classes}")
+        k5 = min(5, self.num_classes)
+        self.metrics = torch.nn.ModuleDict(
+            {
+                f"{stage}_acc{k}": MulticlassAccuracy(self.num_classes, top_k=k, average="micro")
+                for stage in ("val", "test")
+                for k in (1, k5)
+            }
+        )
+        self._k5 = k5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, C, H, W] -> [N, num_classes]`` logits."""
+        return self.net(x)
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = self._loss(self(x), y)
+        self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
+        return loss
+
+    def _eval_step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self._loss(logits, y)
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=x.shape[0])
+        for k in sorted({1, self._k5}):
+            metric = self.metrics[f"{stage}_acc{k}"]
+            metric(logits, y)
+            self.log(f"{stage}/acc{k}", metric, prog_bar=k == 1, batch_size=x.shape[0])
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, "test")
+
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        """``{"labels": [N, k] int64, "probs": [N, k]}``: the top-k classes by softmax probability."""
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        probs = self(x).softmax(dim=1)
+        k = min(self.hparams.topk, self.num_classes)
+        top = probs.topk(k, dim=1)
+        return {"labels": top.indices, "probs": top.values}
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        decay, no_decay = [], []
+        for p in self.net.parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 else decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": hp.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.momentum > 0)
+        else:
+            opt = torch.optim.AdamW(groups, lr=hp.lr)
+        epochs = self.trainer.max_epochs if self.trainer is not None else None
+        if not epochs or epochs <= 0:
+            return opt
+        steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // epochs)
+        total = max(1, epochs * steps_per_epoch)
+        warmup = min(total - 1, hp.warmup_epochs * steps_per_epoch)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            t = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.5 * (1.0 + math.cos(math.pi * t))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
