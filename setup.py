@@ -33,19 +33,33 @@ def _nvidia_include_dirs() -> list[str]:
     return dirs
 
 
+def _guess_cuda_home() -> None:
+    """Point torch at a real CUDA toolkit before it guesses one.
+
+    torch derives CUDA_HOME from ``which nvcc``; a wrapper script such as
+    /usr/local/bin/nvcc makes that /usr/local, where libcudart is not. Prefer an
+    explicit CUDA_HOME / CUDA_PATH, then /usr/local/cuda.
+    """
+    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
+        return
+    if os.path.isfile("/usr/local/cuda/bin/nvcc"):
+        os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+
 def _extensions():
     cpp = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
     cu = _sources("csrc/cuda/*.cu")
     if not cpp:
         return [], {}
 
+    _guess_cuda_home()
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
     force = os.environ.get("ZOO_FORCE_CUDA", "0") == "1"
     with_cuda = bool(cu) and (force or (torch.cuda.is_available() and CUDA_HOME is not None))
     openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
-    cxx_flags = ["-O3", "-std=c++17", *openmp]
+    cxx_flags = ["-O3", *openmp]  # torch's cpp_extension picks the C++ standard its headers need
     define_macros = []
     if with_cuda:
         if CUDA_HOME is None:
@@ -57,7 +71,7 @@ def _extensions():
             cpp + cu,
             include_dirs=_nvidia_include_dirs(),
             define_macros=define_macros,
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--use_fast_math", "-std=c++17"]},
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},
             extra_link_args=openmp,
         )
     else:

@@ -48,7 +48,7 @@ class ZooCLI(LightningCLI):
         metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if "/" in k}
         shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
         ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        print(f"zoo fit: finished epoch {trainer.current_epoch}: {shown}")
+        print(f"zoo fit: done after {trainer.current_epoch} epoch(s): {shown}")
         if ckpt:
             print(f"zoo fit: checkpoint {ckpt}")
 
