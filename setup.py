@@ -59,7 +59,9 @@ def _extensions():
     force = os.environ.get("ZOO_FORCE_CUDA", "0") == "1"
     with_cuda = bool(cu) and (force or (torch.cuda.is_available() and CUDA_HOME is not None))
     openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
-    cxx_flags = ["-O3", *openmp]  # torch's cpp_extension picks the C++ standard its headers need
+    # torch's cpp_extension picks the C++ standard its headers need. No FP contraction: IoU and
+    # box arithmetic must round exactly like the reference (and torchvision) to make the same decisions.
+    cxx_flags = ["-O3", "-ffp-contract=off", *openmp]
     define_macros = []
     if with_cuda:
         if CUDA_HOME is None:
@@ -71,7 +73,7 @@ def _extensions():
             cpp + cu,
             include_dirs=_nvidia_include_dirs(),
             define_macros=define_macros,
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--fmad=false"]},
             extra_link_args=openmp,
         )
     else:

@@ -1,0 +1,255 @@
+// CPU kernels: yolo_decode and the fused yolo_postprocess.
+//
+// yolo_decode turns the channel-major map [B, A*(5+C), H, W] into rows
+// [B, A*H*W, 5+C]; it works tile by tile (64 cells x all channels) so reads stay
+// sequential per channel plane and the strided writes stay in cache.
+//
+// yolo_postprocess never decodes the whole map. A cell can only produce a
+// detection if sigmoid(objectness) > conf_threshold (class probabilities are
+// <= 1), so it scans the objectness planes only, decodes the few cells that pass,
+// scores their classes, then sorts, caps and runs per-class greedy NMS -- one
+// image per thread.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "nms_cpu.h"
+
+namespace zoo {
+namespace cpu {
+namespace {
+
+inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
+
+constexpr int64_t kCellTile = 64;
+
+template <typename scalar_t>
+void decode_image_tiles(const scalar_t* in, scalar_t* out, const float* anchors, int64_t A, int64_t K, int64_t H,
+                        int64_t W, float stride, int64_t b, int64_t a, int64_t c0, int64_t c1) {
+  const int64_t HW = H * W;
+  const scalar_t* src = in + (b * A + a) * K * HW;      // plane k at src + k * HW
+  scalar_t* dst = out + ((b * A + a) * HW) * K;         // row cell at dst + cell * K
+  const float aw = anchors[2 * a], ah = anchors[2 * a + 1];
+  for (int64_t cell = c0; cell < c1; ++cell) {
+    const float gx = static_cast<float>(cell % W), gy = static_cast<float>(cell / W);
+    scalar_t* row = dst + cell * K;
+    row[0] = static_cast<scalar_t>((sigmoid(static_cast<float>(src[cell])) + gx) * stride);
+    row[1] = static_cast<scalar_t>((sigmoid(static_cast<float>(src[HW + cell])) + gy) * stride);
+    row[2] = static_cast<scalar_t>(std::exp(static_cast<float>(src[2 * HW + cell])) * aw);
+    row[3] = static_cast<scalar_t>(std::exp(static_cast<float>(src[3 * HW + cell])) * ah);
+  }
+  for (int64_t k = 4; k < K; ++k) {
+    const scalar_t* plane = src + k * HW;
+    for (int64_t cell = c0; cell < c1; ++cell) {
+      dst[cell * K + k] = static_cast<scalar_t>(sigmoid(static_cast<float>(plane[cell])));
+    }
+  }
+}
+
+at::Tensor yolo_decode_cpu(const at::Tensor& pred, const at::Tensor& anchors, double stride) {
+  TORCH_CHECK(pred.dim() == 4, "zoo::yolo_decode: pred must be [B, A*(5+C), H, W]");
+  TORCH_CHECK(anchors.dim() == 2 && anchors.size(1) == 2 && anchors.size(0) > 0,
+              "zoo::yolo_decode: anchors must be [A, 2]");
+  const int64_t B = pred.size(0), CH = pred.size(1), H = pred.size(2), W = pred.size(3), A = anchors.size(0);
+  TORCH_CHECK(CH % A == 0 && CH / A >= 5, "zoo::yolo_decode: channels ", CH, " are not A*(5+C) for A=", A);
+  const int64_t K = CH / A, HW = H * W;
+  const at::Tensor p = pred.contiguous();
+  const at::Tensor anc = anchors.to(at::kFloat).contiguous();
+  at::Tensor out = at::empty({B, A * HW, K}, pred.options());
+  if (out.numel() == 0) return out;
+  const int64_t tiles = (HW + kCellTile - 1) / kCellTile;
+  const float s = static_cast<float>(stride);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.scalar_type(), "zoo_yolo_decode", [&] {
+    const scalar_t* in = p.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    const float* an = anc.data_ptr<float>();
+    at::parallel_for(0, B * A * tiles, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t t = lo; t < hi; ++t) {
+        const int64_t tile = t % tiles, ba = t / tiles;
+        const int64_t c0 = tile * kCellTile, c1 = std::min(HW, c0 + kCellTile);
+        decode_image_tiles<scalar_t>(in, o, an, A, K, H, W, s, ba / A, ba % A, c0, c1);
+      }
+    });
+  });
+  return out;
+}
+
+// One image's detections.
+struct Detections {
+  std::vector<float> boxes;  // 4 per detection
+  std::vector<float> scores;
+  std::vector<int64_t> labels;
+};
+
+struct Candidate {
+  float x1, y1, x2, y2, score;
+  int64_t label;
+};
+
+struct ScaleView {
+  const void* data;  // [B, A*K, H, W]
+  at::ScalarType dtype;
+  const float* anchors;  // [A, 2]
+  int64_t A, H, W;
+  float stride;
+};
+
+template <typename scalar_t>
+void scan_scale(const ScaleView& v, int64_t b, int64_t K, float conf, bool multi_label,
+                std::vector<Candidate>& cands, std::vector<float>& cls) {
+  const int64_t HW = v.H * v.W, C = K - 5;
+  const scalar_t* img = static_cast<const scalar_t*>(v.data) + b * v.A * K * HW;
+  for (int64_t a = 0; a < v.A; ++a) {
+    const scalar_t* src = img + a * K * HW;
+    const scalar_t* obj_plane = src + 4 * HW;
+    for (int64_t cell = 0; cell < HW; ++cell) {
+      const float obj = sigmoid(static_cast<float>(obj_plane[cell]));
+      if (!(obj > conf)) continue;  // obj * cls <= obj: nothing in this cell can pass
+      // score of each class, as obj * sigmoid(logit) in fp32
+      bool has_nan = false;
+      for (int64_t c = 0; c < C; ++c) {
+        cls[c] = obj * sigmoid(static_cast<float>(src[(5 + c) * HW + cell]));
+        has_nan |= std::isnan(cls[c]);
+      }
+      const float gx = static_cast<float>(cell % v.W), gy = static_cast<float>(cell / v.W);
+      const float cx = (sigmoid(static_cast<float>(src[cell])) + gx) * v.stride;
+      const float cy = (sigmoid(static_cast<float>(src[HW + cell])) + gy) * v.stride;
+      const float hw = std::exp(static_cast<float>(src[2 * HW + cell])) * v.anchors[2 * a] * 0.5f;
+      const float hh = std::exp(static_cast<float>(src[3 * HW + cell])) * v.anchors[2 * a + 1] * 0.5f;
+      const float x1 = cx - hw, y1 = cy - hh, x2 = cx + hw, y2 = cy + hh;
+      if (multi_label) {
+        for (int64_t c = 0; c < C; ++c) {
+          if (cls[c] > conf) cands.push_back({x1, y1, x2, y2, cls[c], c});
+        }
+      } else if (!has_nan) {  // a NaN makes the row's max NaN, which never passes
+        int64_t best = 0;
+        for (int64_t c = 1; c < C; ++c) {
+          if (cls[c] > cls[best]) best = c;  // first arg-max on ties
+        }
+        if (cls[best] > conf) cands.push_back({x1, y1, x2, y2, cls[best], best});
+      }
+    }
+  }
+}
+
+void postprocess_image(const std::vector<ScaleView>& scales, int64_t b, int64_t K, float conf, float iou_thr,
+                       int64_t max_det, int64_t max_nms, bool multi_label, Detections& out) {
+  std::vector<Candidate> cands;
+  std::vector<float> cls(K - 5);
+  for (const ScaleView& v : scales) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, v.dtype, "zoo_yolo_scan", [&] {
+      scan_scale<scalar_t>(v, b, K, conf, multi_label, cands, cls);
+    });
+  }
+  const int64_t n = static_cast<int64_t>(cands.size());
+  if (n == 0) return;
+  // stable sort by score, descending; cap at max_nms
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t i, int64_t j) { return cands[i].score > cands[j].score; });
+  const int64_t m = std::min(n, max_nms);
+  // per-class greedy NMS over the capped list (classes appear in score order)
+  std::vector<int64_t> label_ids;
+  for (int64_t r = 0; r < m; ++r) label_ids.push_back(cands[order[r]].label);
+  std::sort(label_ids.begin(), label_ids.end());
+  label_ids.erase(std::unique(label_ids.begin(), label_ids.end()), label_ids.end());
+  std::vector<uint8_t> keep(m, 0);
+  std::vector<uint8_t> local;
+  std::vector<int64_t> members;
+  for (int64_t lab : label_ids) {
+    members.clear();
+    SortedBoxes sb;
+    for (int64_t r = 0; r < m; ++r) {
+      const Candidate& c = cands[order[r]];
+      if (c.label != lab) continue;
+      members.push_back(r);
+      sb.push(c.x1, c.y1, c.x2, c.y2);
+    }
+    local.assign(members.size(), 0);
+    greedy_nms(sb, iou_thr, local.data(), /*parallel=*/false);
+    for (size_t i = 0; i < members.size(); ++i) {
+      if (local[i]) keep[members[i]] = 1;
+    }
+  }
+  for (int64_t r = 0, taken = 0; r < m && taken < max_det; ++r) {
+    if (!keep[r]) continue;
+    const Candidate& c = cands[order[r]];
+    out.boxes.insert(out.boxes.end(), {c.x1, c.y1, c.x2, c.y2});
+    out.scores.push_back(c.score);
+    out.labels.push_back(c.label);
+    ++taken;
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> yolo_postprocess_cpu(
+    at::TensorList preds, at::TensorList anchors, at::ArrayRef<double> strides, double conf_threshold,
+    double iou_threshold, int64_t max_det, int64_t max_nms, bool multi_label) {
+  const int64_t S = static_cast<int64_t>(preds.size());
+  TORCH_CHECK(S > 0 && static_cast<int64_t>(anchors.size()) == S && static_cast<int64_t>(strides.size()) == S,
+              "zoo::yolo_postprocess: preds, anchors and strides must have one entry per scale");
+  TORCH_CHECK(max_det > 0 && max_nms > 0, "zoo::yolo_postprocess: max_det and max_nms must be positive");
+  const int64_t B = preds[0].size(0);
+  int64_t K = -1;
+  std::vector<at::Tensor> keep_alive;  // contiguous copies backing the views
+  std::vector<ScaleView> scales;
+  for (int64_t s = 0; s < S; ++s) {
+    const at::Tensor p = preds[s].contiguous();
+    const at::Tensor a = anchors[s].to(at::kFloat).contiguous();
+    TORCH_CHECK(p.dim() == 4 && p.size(0) == B, "zoo::yolo_postprocess: preds[", s, "] must be [B, A*(5+C), H, W]");
+    TORCH_CHECK(a.dim() == 2 && a.size(1) == 2 && a.size(0) > 0, "zoo::yolo_postprocess: anchors[", s, "] must be [A, 2]");
+    const int64_t A = a.size(0);
+    TORCH_CHECK(p.size(1) % A == 0, "zoo::yolo_postprocess: preds[", s, "] channels are not A*(5+C)");
+    const int64_t k = p.size(1) / A;
+    TORCH_CHECK(k >= 6 && (K < 0 || k == K), "zoo::yolo_postprocess: preds[", s, "] has a different class count");
+    K = k;
+    keep_alive.push_back(p);
+    keep_alive.push_back(a);
+    scales.push_back({p.data_ptr(), p.scalar_type(), a.data_ptr<float>(), A, p.size(2), p.size(3),
+                      static_cast<float>(strides[s])});
+  }
+  const float conf = static_cast<float>(conf_threshold);  // scores are compared in fp32, as torch does
+  const float iou_thr = float_threshold(iou_threshold);
+
+  std::vector<Detections> per_image(B);
+  at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b) {
+      postprocess_image(scales, b, K, conf, iou_thr, max_det, max_nms, multi_label, per_image[b]);
+    }
+  });
+
+  int64_t total = 0;
+  for (const Detections& d : per_image) total += static_cast<int64_t>(d.scores.size());
+  const auto fopt = preds[0].options().dtype(at::kFloat);
+  const auto lopt = preds[0].options().dtype(at::kLong);
+  at::Tensor boxes = at::empty({total, 4}, fopt), scores = at::empty({total}, fopt);
+  at::Tensor labels = at::empty({total}, lopt), image = at::empty({total}, lopt);
+  float *bo = boxes.data_ptr<float>(), *so = scores.data_ptr<float>();
+  int64_t *lo = labels.data_ptr<int64_t>(), *io = image.data_ptr<int64_t>();
+  int64_t w = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const Detections& d = per_image[b];
+    const int64_t k = static_cast<int64_t>(d.scores.size());
+    std::copy(d.boxes.begin(), d.boxes.end(), bo + 4 * w);
+    std::copy(d.scores.begin(), d.scores.end(), so + w);
+    std::copy(d.labels.begin(), d.labels.end(), lo + w);
+    std::fill(io + w, io + w + k, b);
+    w += k;
+  }
+  return {boxes, scores, labels, image};
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace zoo
+
+TORCH_LIBRARY_IMPL(zoo, CPU, m) {
+  m.impl("yolo_decode", &zoo::cpu::yolo_decode_cpu);
+  m.impl("yolo_postprocess", &zoo::cpu::yolo_postprocess_cpu);
+}

@@ -1,0 +1,41 @@
+// Schemas of every zoo op: TORCH_LIBRARY(zoo, m), nothing else.
+// Kernels register themselves per device in csrc/cpu/*.cpp and csrc/cuda/*.cu;
+// fake (meta) kernels and input validation live in zoo/ops (Python).
+//
+// Semantics (the pure-torch versions in zoo/ops/reference.py are the definition):
+//
+// nms(boxes[N,4] xyxy, scores[N], iou_threshold) -> int64[K]
+//   Greedy NMS over a stable descending sort of scores (ties: lower index first);
+//   box j is suppressed by a kept box i when IoU(i, j) > iou_threshold, with IoU
+//   computed in fp32 as inter / (area_i + area_j - inter) (0/0 -> NaN, not > thr).
+//   Returns the kept indices in that order (== torchvision.ops.nms).
+//
+// batched_nms(boxes[N,4], scores[N], idxs[N] int64, iou_threshold) -> int64[K]
+//   nms within each idxs value separately; all kept indices sorted by score
+//   descending, ties by lower index.
+//
+// yolo_decode(pred[B, A*(5+C), H, W], anchors[A,2] fp32 px, stride) -> [B, A*H*W, 5+C]
+//   Row a*H*W + y*W + x of image b: cx = (sigmoid(tx) + x) * stride,
+//   cy = (sigmoid(ty) + y) * stride, w = exp(tw) * anchor_w, h = exp(th) * anchor_h,
+//   then sigmoid(objectness) and sigmoid of each class logit. Output dtype = pred's.
+//
+// yolo_postprocess(preds[S], anchors[S], strides[S], conf_threshold, iou_threshold,
+//                  max_det, max_nms, multi_label)
+//   -> (boxes[K,4] fp32 xyxy, scores[K] fp32, labels[K] int64, image_index[K] int64)
+//   Per image, the same result as: decode every scale, concatenate rows in scale
+//   order, score_c = obj * cls_c; multi_label=false: score = max_c score_c with the
+//   first arg-max as label, candidate iff score > conf_threshold; multi_label=true:
+//   one candidate per (row, c) with score_c > conf_threshold, in (row, c) order.
+//   Candidates are stably sorted by score descending, capped at max_nms, reduced by
+//   batched_nms on their labels, and capped at max_det. Output rows are grouped by
+//   image (ascending), each image's rows in descending score order.
+#include <torch/library.h>
+
+TORCH_LIBRARY(zoo, m) {
+  m.def("nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
+  m.def("batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor");
+  m.def("yolo_decode(Tensor pred, Tensor anchors, float stride) -> Tensor");
+  m.def(
+      "yolo_postprocess(Tensor[] preds, Tensor[] anchors, float[] strides, float conf_threshold, "
+      "float iou_threshold, int max_det, int max_nms, bool multi_label) -> (Tensor, Tensor, Tensor, Tensor)");
+}

@@ -1,0 +1,67 @@
+"""Input generators shared by the op tests (CPU and CUDA)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+COCO_ANCHORS = torch.tensor(
+    [[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119], [116, 90], [156, 198], [373, 326]],
+    dtype=torch.float32,
+).view(3, 3, 2)
+STRIDES = [8.0, 16.0, 32.0]
+
+
+def clustered_boxes(n: int, seed: int = 0, extent: float = 1000.0, quantum: float | None = 1 / 16):
+    """``n`` boxes around n/20 objects (heavy overlap, like raw detector output) and
+    unique scores. Coordinates are multiples of ``quantum`` in [0, extent] so that
+    torchvision's batched_nms coordinate-offset trick is exact in fp32."""
+    g = torch.Generator().manual_seed(seed)
+    k = max(1, n // 20)
+    centers = torch.rand(k, 2, generator=g) * extent * 0.9 + extent * 0.05
+    sizes = torch.rand(k, 2, generator=g) * extent * 0.08 + extent * 0.02
+    which = torch.randint(0, k, (n,), generator=g)
+    c = centers[which] + torch.randn(n, 2, generator=g) * 0.1 * sizes[which]
+    wh = sizes[which] * (1 + 0.1 * torch.randn(n, 2, generator=g)).clamp(min=0.5)
+    boxes = torch.cat([c - wh / 2, c + wh / 2], 1).clamp(0, extent)
+    if quantum:
+        boxes = (boxes / quantum).round() * quantum
+    scores = torch.randperm(n, generator=g).float() / max(n, 1)
+    return boxes, scores
+
+
+def uniform_boxes(n: int, seed: int = 0, extent: float = 1000.0, max_size: float = 60.0):
+    g = torch.Generator().manual_seed(seed)
+    xy = (torch.rand(n, 2, generator=g) * extent * 16).round() / 16
+    wh = (torch.rand(n, 2, generator=g) * max_size * 16).round() / 16
+    return torch.cat([xy, xy + wh], 1), torch.randperm(n, generator=g).float() / max(n, 1)
+
+
+def yolo_maps(batch=2, size=416, num_classes=80, positives=200, seed=0, anchors_per_scale=3):
+    """Raw YOLO maps as a trained net emits them: objectness logits mostly very low,
+    ``positives`` cells per image with objectness around 0.25..0.99 and one strong class."""
+    g = torch.Generator().manual_seed(seed)
+    a, k = anchors_per_scale, 5 + num_classes
+    maps = []
+    for s in STRIDES:
+        h = int(size // s)
+        p = torch.randn(batch, a, k, h, h, generator=g)
+        p[:, :, 4] = p[:, :, 4] - 8.0
+        p[:, :, 5:] = p[:, :, 5:] - 3.0
+        maps.append(p)
+    for b in range(batch):
+        for _ in range(positives):
+            si = int(torch.randint(0, len(maps), (1,), generator=g))
+            p = maps[si]
+            h = p.shape[-1]
+            ai = int(torch.randint(0, a, (1,), generator=g))
+            y, x = (int(v) for v in torch.randint(0, h, (2,), generator=g))
+            p[b, ai, 4, y, x] = float(torch.rand(1, generator=g) * 6 - 1)
+            p[b, ai, 5 + int(torch.randint(0, num_classes, (1,), generator=g)), y, x] = 3.0 + float(
+                torch.rand(1, generator=g)
+            )
+    return [p.reshape(batch, a * k, p.shape[-2], p.shape[-1]) for p in maps]
+
+
+@pytest.fixture
+def anchors():
+    return list(COCO_ANCHORS.unbind(0))

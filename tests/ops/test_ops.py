@@ -1,0 +1,401 @@
+"""Custom ops on CPU: extension vs pure-torch reference vs torchvision / closed forms."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchvision
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import zoo.ops as ops
+from zoo.ops import _ext, reference
+from tests.ops.conftest import COCO_ANCHORS, STRIDES, clustered_boxes, uniform_boxes, yolo_maps
+
+EXT = pytest.mark.skipif(not _ext.available(), reason="zoo._C not built")
+
+
+def ext_nms(boxes, scores, thr):
+    return torch.ops.zoo.nms(boxes.contiguous(), scores.contiguous(), thr)
+
+
+def ext_batched(boxes, scores, idxs, thr):
+    return torch.ops.zoo.batched_nms(boxes.contiguous(), scores.contiguous(), idxs.long().contiguous(), thr)
+
+
+NMS_IMPLS = {"ext": ext_nms, "api": ops.nms, "reference": reference.nms}
+BATCHED_IMPLS = {"ext": ext_batched, "api": ops.batched_nms, "reference": reference.batched_nms}
+
+
+def _impls(table):
+    return [pytest.param(fn, id=name, marks=EXT if name == "ext" else ()) for name, fn in table.items()]
+
+
+# ------------------------------------------------------------------------ build / backend
+
+
+def test_extension_is_built_and_used(monkeypatch):
+    """`make setup` builds zoo._C; a missing build must fail here, not skip quietly."""
+    monkeypatch.delenv("ZOO_OPS", raising=False)
+    assert _ext.available(), f"zoo._C failed to load: {_ext.load_error()}"
+    assert ops.backend("cpu") == "ext"
+    for op in ("nms", "batched_nms", "yolo_decode", "yolo_postprocess"):
+        assert _ext.has_kernel(op, torch.device("cpu"))
+
+
+def test_zoo_ops_torch_forces_the_fallback(monkeypatch):
+    monkeypatch.setenv("ZOO_OPS", "torch")
+    assert ops.backend("cpu") == "torch"
+    boxes, scores = clustered_boxes(300)
+    calls = []
+    real = reference.nms
+    monkeypatch.setattr(reference, "nms", lambda *a: calls.append(1) or real(*a))
+    assert torch.equal(ops.nms(boxes, scores, 0.5), torchvision.ops.nms(boxes, scores, 0.5))
+    assert calls, "ZOO_OPS=torch must route through zoo.ops.reference"
+
+
+def test_meta_device_has_no_kernel():
+    assert ops.backend("meta") == "torch"
+
+
+# ------------------------------------------------------------------------ nms
+
+
+def _sized(table, sizes, reference_max=5000):
+    """(impl, n) pairs; the slow pure-torch reference is checked up to ``reference_max`` boxes."""
+    return [pytest.param(p.values[0], n, id=f"{p.id}-{n}", marks=p.marks)
+            for p in _impls(table) for n in sizes if not (p.id == "reference" and n > reference_max)]
+
+
+@pytest.mark.parametrize("impl,n", _sized(NMS_IMPLS, [0, 1, 2, 10, 100, 1000, 5000, 20000]))
+@pytest.mark.parametrize("maker", [clustered_boxes, uniform_boxes], ids=["clustered", "uniform"])
+def test_nms_random_matches_torchvision(impl, n, maker):
+    boxes, scores = maker(n, seed=n)
+    for thr in (0.3, 0.5, 0.7):
+        assert torch.equal(impl(boxes, scores, thr), torchvision.ops.nms(boxes, scores, thr)), thr
+
+
+@pytest.mark.parametrize("impl", _impls(NMS_IMPLS))
+def test_nms_adversarial(impl):
+    g = torch.Generator().manual_seed(3)
+    boxes, _ = clustered_boxes(400, seed=4)
+    cases = {
+        "all_tied": (boxes, torch.full((400,), 0.5)),
+        "few_levels": (boxes, torch.randint(0, 4, (400,), generator=g).float()),
+        "duplicates": (boxes[:50].repeat(8, 1), torch.rand(400, generator=g)),
+        "duplicates_tied": (boxes[:20].repeat(20, 1), torch.ones(400)),
+        "zero_area": (torch.cat([boxes[:200, :2], boxes[:200, :2]], 1).repeat(2, 1), torch.rand(400, generator=g)),
+        "points_and_lines": (
+            torch.tensor([[5, 5, 5, 5], [5, 5, 5, 5], [0, 0, 10, 0], [0, 0, 10, 0], [0, 0, 10, 10]], dtype=torch.float32),
+            torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5]),
+        ),
+        "huge_coordinates": (boxes * 100 + 1e5, torch.rand(400, generator=g)),
+        "negative_coordinates": (boxes - 500, torch.rand(400, generator=g)),
+        "all_suppressed": (torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(300, 1), torch.rand(300, generator=g)),
+        "empty": (torch.zeros(0, 4), torch.zeros(0)),
+    }
+    for name, (b, s) in cases.items():
+        for thr in (0.0, 0.3, 0.5, 1.0):
+            want = torchvision.ops.nms(b, s, thr)
+            assert torch.equal(impl(b, s, thr), want), (name, thr)
+    keep = impl(*cases["all_suppressed"], 0.5)
+    assert keep.tolist() == [int(cases["all_suppressed"][1].argmax())]
+
+
+@EXT
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_nms_half_precision_computes_in_fp32(dtype):
+    boxes, scores = clustered_boxes(3000, seed=7, extent=400.0, quantum=0.25)
+    b, s = boxes.to(dtype), scores.to(dtype)
+    want = torchvision.ops.nms(b.float(), s.float(), 0.5)
+    assert torch.equal(ops.nms(b, s, 0.5), want)
+    assert torch.equal(reference.nms(b, s, 0.5), want)
+
+
+@EXT
+def test_nms_threshold_compared_like_torchvision():
+    # An IoU of exactly float(0.3) is above 0.3 in double: torchvision suppresses it.
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 3.0]])  # IoU 0.3 in fp32
+    iou = torchvision.ops.box_iou(boxes[:1], boxes[1:]).item()
+    scores = torch.tensor([1.0, 0.5])
+    for thr in (0.3, iou, math.nextafter(iou, 0.0), math.nextafter(iou, 1.0)):
+        want = torchvision.ops.nms(boxes, scores, thr)
+        assert torch.equal(ops.nms(boxes, scores, thr), want), thr
+        assert torch.equal(reference.nms(boxes, scores, thr), want), thr
+
+
+# ------------------------------------------------------------------------ batched_nms
+
+
+@pytest.mark.parametrize("impl,n", _sized(BATCHED_IMPLS, [0, 1, 50, 999, 1001, 5000, 20000]))
+@pytest.mark.parametrize("classes", [1, 3, 80])
+def test_batched_nms_matches_torchvision(impl, n, classes):
+    boxes, scores = clustered_boxes(n, seed=n + classes)
+    idxs = torch.randint(0, classes, (n,), generator=torch.Generator().manual_seed(n))
+    for thr in (0.3, 0.5):
+        assert torch.equal(impl(boxes, scores, idxs, thr), torchvision.ops.batched_nms(boxes, scores, idxs, thr))
+
+
+@pytest.mark.parametrize("impl", _impls(BATCHED_IMPLS))
+def test_batched_nms_adversarial(impl):
+    boxes, _ = clustered_boxes(2000, seed=11)
+    g = torch.Generator().manual_seed(12)
+    idxs = torch.randint(0, 80, (2000,), generator=g)
+    far = boxes * 100 + 1e5
+    for b in (boxes, far, boxes - 500):
+        scores = torch.rand(2000, generator=g)
+        # torchvision's per-class path (exact for any coordinates) is the oracle here
+        want = torchvision.ops.boxes._batched_nms_vanilla(b, scores, idxs, 0.5)
+        assert torch.equal(impl(b, scores, idxs, 0.5), want)
+    # tied scores: torchvision's final sort is not stable, so compare the set and the
+    # score sequence with it, and the exact order with the stable reference
+    tied = torch.randint(0, 3, (2000,), generator=g).float()
+    got = impl(boxes, tied, idxs, 0.5)
+    tv = torchvision.ops.batched_nms(boxes, tied, idxs, 0.5)
+    assert set(got.tolist()) == set(tv.tolist())
+    assert torch.equal(tied[got], tied[tv])
+    assert torch.equal(got, reference.batched_nms(boxes, tied, idxs, 0.5))
+    # same box in every class: nothing is suppressed across classes
+    same = torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(5, 1)
+    assert impl(same, torch.rand(5, generator=g), torch.arange(5), 0.1).numel() == 5
+
+
+@st.composite
+def nms_problem(draw):
+    n = draw(st.integers(0, 60))
+    coord = st.integers(0, 64).map(lambda v: v / 4)
+    rows = []
+    for _ in range(n):
+        x1, y1 = draw(coord), draw(coord)
+        w, h = draw(st.integers(0, 40).map(lambda v: v / 4)), draw(st.integers(0, 40).map(lambda v: v / 4))
+        rows.append([x1, y1, x1 + w, y1 + h])
+    boxes = torch.tensor(rows, dtype=torch.float32).reshape(n, 4)
+    levels = draw(st.integers(1, 8))
+    scores = torch.tensor([draw(st.integers(0, levels)) / levels for _ in range(n)], dtype=torch.float32)
+    idxs = torch.tensor([draw(st.integers(0, 3)) for _ in range(n)], dtype=torch.int64)
+    thr = draw(st.sampled_from([0.0, 0.1, 0.25, 0.3, 0.5, 0.7, 0.9, 1.0]))
+    return boxes, scores, idxs, thr
+
+
+@EXT
+@settings(max_examples=300, deadline=None)
+@given(nms_problem())
+def test_fuzz_nms_and_batched_nms(problem):
+    boxes, scores, idxs, thr = problem
+    want = torchvision.ops.nms(boxes, scores, thr)
+    assert torch.equal(ext_nms(boxes, scores, thr), want)
+    assert torch.equal(reference.nms(boxes, scores, thr), want)
+    got = ext_batched(boxes, scores, idxs, thr)
+    assert torch.equal(got, reference.batched_nms(boxes, scores, idxs, thr))
+    tv = torchvision.ops.batched_nms(boxes, scores, idxs, thr)
+    assert set(got.tolist()) == set(tv.tolist()) and torch.equal(scores[got], scores[tv])
+
+
+# ------------------------------------------------------------------------ yolo_decode
+
+
+def test_yolo_decode_closed_form():
+    """Hand-picked logits: sigmoid(0) = 0.5, exp(log 2) = 2, sigmoid(log 3) = 0.75."""
+    a, c, h, w = 2, 2, 2, 3
+    pred = torch.zeros(1, a * (5 + c), h, w)
+    pred.view(1, a, 5 + c, h, w)[:, :, 2:4] = math.log(2.0)
+    pred.view(1, a, 5 + c, h, w)[:, :, 5] = math.log(3.0)
+    anchors = torch.tensor([[10.0, 20.0], [30.0, 40.0]])
+    for decode in (ops.yolo_decode, reference.yolo_decode):
+        out = decode(pred, anchors, 8.0)
+        assert out.shape == (1, a * h * w, 5 + c)
+        for ai in range(a):
+            for y in range(h):
+                for x in range(w):
+                    row = out[0, ai * h * w + y * w + x]
+                    want = [(0.5 + x) * 8, (0.5 + y) * 8, 2 * anchors[ai, 0].item(), 2 * anchors[ai, 1].item(),
+                            0.5, 0.75, 0.5]
+                    torch.testing.assert_close(row, torch.tensor(want), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 1e-2), (torch.bfloat16, 1e-2)])
+def test_yolo_decode_matches_reference(dtype, tol):
+    maps = yolo_maps(batch=3, size=128, num_classes=7, seed=2)
+    for p, anc, s in zip(maps, COCO_ANCHORS, STRIDES):
+        p = p.to(dtype)
+        got = ops.yolo_decode(p, anc, s)
+        want = reference.yolo_decode(p.float(), anc, s)
+        assert got.dtype == dtype and got.shape == want.shape
+        torch.testing.assert_close(got.float(), want, rtol=tol, atol=tol * 10)
+
+
+# ------------------------------------------------------------------------ yolo_postprocess
+
+
+def _post_args(maps, conf=0.25, iou=0.45, max_det=300, max_nms=30000, multi_label=False):
+    return (maps, list(COCO_ANCHORS.unbind(0)), STRIDES, conf, iou, max_det, max_nms, multi_label)
+
+
+def _assert_same_detections(got, want):
+    gb, gs, gl, gi = got
+    wb, ws, wl, wi = want
+    assert torch.equal(gl, wl) and torch.equal(gi, wi)
+    torch.testing.assert_close(gs, ws, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gb, wb, rtol=1e-5, atol=1e-3)
+
+
+@EXT
+@pytest.mark.parametrize("multi_label", [False, True])
+@pytest.mark.parametrize("setting", [
+    dict(), dict(conf=0.5, iou=0.3), dict(max_det=5), dict(max_nms=40), dict(conf=0.99), dict(conf=0.0, max_nms=500),
+])
+def test_yolo_postprocess_equals_unfused_pipeline(multi_label, setting):
+    maps = yolo_maps(batch=3, size=320, num_classes=20, positives=150, seed=5)
+    args = _post_args(maps, multi_label=multi_label, **setting)
+    fused = torch.ops.zoo.yolo_postprocess(*args)
+    _assert_same_detections(fused, reference.yolo_postprocess(*args))
+    _assert_same_detections(fused, reference.yolo_postprocess(*args, nms_fn=torchvision.ops.batched_nms))
+    if "max_det" in setting:
+        assert torch.bincount(fused[3]).max() <= setting["max_det"]
+
+
+@EXT
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_yolo_postprocess_half_inputs(dtype):
+    maps = [m.to(dtype) for m in yolo_maps(batch=2, size=256, num_classes=5, seed=8)]
+    fused = torch.ops.zoo.yolo_postprocess(*_post_args(maps))
+    want = reference.yolo_postprocess(*_post_args([m.float() for m in maps]))
+    _assert_same_detections(fused, want)
+    assert fused[0].dtype == torch.float32
+
+
+def test_yolo_postprocess_api_splits_per_image():
+    maps = yolo_maps(batch=4, size=256, num_classes=3, positives=60, seed=9)
+    maps[0][2] = -30.0  # image 2 has no object at all
+    maps[1][2] = -30.0
+    maps[2][2] = -30.0
+    dets = ops.yolo_postprocess(maps, COCO_ANCHORS, STRIDES, conf_threshold=0.3, iou_threshold=0.5)
+    boxes, scores, labels, image = reference.yolo_postprocess(*_post_args(maps, conf=0.3, iou=0.5))
+    assert len(dets) == 4 and dets[2]["boxes"].shape == (0, 4)
+    for b, d in enumerate(dets):
+        sel = image == b
+        assert torch.equal(d["labels"], labels[sel])
+        torch.testing.assert_close(d["scores"], scores[sel], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(d["boxes"], boxes[sel], rtol=1e-5, atol=1e-3)
+        assert torch.all(d["scores"][:-1] >= d["scores"][1:])
+
+
+def test_yolo_postprocess_single_class_single_scale():
+    maps = yolo_maps(batch=1, size=64, num_classes=1, positives=20, seed=10)[2:]
+    dets = ops.yolo_postprocess(maps, [COCO_ANCHORS[2]], [32], conf_threshold=0.1)
+    want = reference.yolo_postprocess(maps, [COCO_ANCHORS[2]], [32.0], 0.1, 0.45, 300, 30000, False)
+    assert torch.equal(dets[0]["labels"], want[2])
+
+
+# ------------------------------------------------------------------------ registration / compile
+
+
+@EXT
+def test_opcheck_every_op():
+    boxes, scores = clustered_boxes(200, seed=1)
+    idxs = torch.randint(0, 5, (200,))
+    torch.library.opcheck(torch.ops.zoo.nms.default, (boxes, scores, 0.5))
+    torch.library.opcheck(torch.ops.zoo.batched_nms.default, (boxes, scores, idxs, 0.5))
+    maps = yolo_maps(batch=2, size=96, num_classes=4, positives=10, seed=3)
+    torch.library.opcheck(torch.ops.zoo.yolo_decode.default, (maps[0], COCO_ANCHORS[0].clone(), 8.0))
+    torch.library.opcheck(torch.ops.zoo.yolo_postprocess.default, _post_args(maps, max_det=50))
+
+
+@EXT
+def test_ops_run_under_torch_compile():
+    boxes, scores = clustered_boxes(500, seed=2)
+    idxs = torch.randint(0, 4, (500,))
+    maps = yolo_maps(batch=2, size=96, num_classes=4, positives=10, seed=4)
+
+    def detect(boxes, scores, idxs, p0):
+        keep = torch.ops.zoo.batched_nms(boxes * 1.0, scores, idxs, 0.5)
+        decoded = torch.ops.zoo.yolo_decode(p0 + 0.0, COCO_ANCHORS[0], 8.0)
+        return keep, torch.ops.zoo.nms(boxes[keep], scores[keep], 0.3), decoded.sum()
+
+    torch._dynamo.reset()
+    compiled = torch.compile(detect, fullgraph=True, dynamic=False, backend="aot_eager")
+    got, want = compiled(boxes, scores, idxs, maps[0]), detect(boxes, scores, idxs, maps[0])
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    torch.testing.assert_close(got[2], want[2])
+
+    def api(boxes, scores):  # the validating Python API, with its graph breaks
+        return ops.nms(boxes, scores, 0.5)
+
+    assert torch.equal(torch.compile(api)(boxes, scores), torchvision.ops.nms(boxes, scores, 0.5))
+
+
+# ------------------------------------------------------------------------ input checks
+
+
+def test_nms_input_errors():
+    b, s = clustered_boxes(10)
+    bad = {
+        "boxes: expected a 2-D": (b[None], s, 0.5),
+        r"boxes: expected shape \[N, 4\]": (b[:, :3], s, 0.5),
+        "boxes: expected a floating-point": (b.long(), s, 0.5),
+        "scores: expected a 1-D": (b, s[:, None], 0.5),
+        "scores: has 9 entries": (b, s[:9], 0.5),
+        "scores: contains NaN": (b, torch.where(torch.arange(10) == 3, float("nan"), s), 0.5),
+        "scores: contains NaN or infinite": (b, torch.where(torch.arange(10) == 3, float("inf"), s), 0.5),
+        "boxes: contains NaN": (torch.where(torch.arange(40).view(10, 4) == 5, float("inf"), b), s, 0.5),
+        "boxes: expected x1 <= x2": (b[:, [2, 1, 0, 3]], s, 0.5),
+        r"iou_threshold: expected a value in \[0, 1\]": (b, s, 1.5),
+        r"iou_threshold: expected a value in \[0, 1\], got nan": (b, s, float("nan")),
+        "iou_threshold: expected a number": (b, s, "high"),
+        "scores: on meta": (b, s.to("meta"), 0.5),
+        "boxes: expected a torch.Tensor": (b.tolist(), s, 0.5),
+    }
+    for msg, args in bad.items():
+        with pytest.raises(ValueError, match=msg):
+            ops.nms(*args)
+
+
+def test_batched_nms_input_errors():
+    b, s = clustered_boxes(10)
+    i = torch.zeros(10, dtype=torch.int64)
+    with pytest.raises(ValueError, match="idxs: expected an integer tensor"):
+        ops.batched_nms(b, s, i.float(), 0.5)
+    with pytest.raises(ValueError, match="idxs: has 8 entries"):
+        ops.batched_nms(b, s, i[:8], 0.5)
+    with pytest.raises(ValueError, match="idxs: on meta"):
+        ops.batched_nms(b, s, i.to("meta"), 0.5)
+    with pytest.raises(ValueError, match="iou_threshold"):
+        ops.batched_nms(b, s, i, -0.1)
+
+
+def test_yolo_input_errors():
+    maps = yolo_maps(batch=1, size=64, num_classes=2, positives=5)
+    anc = list(COCO_ANCHORS.unbind(0))
+    with pytest.raises(ValueError, match="pred: expected a 4-D"):
+        ops.yolo_decode(maps[0][0], anc[0], 8)
+    with pytest.raises(ValueError, match="pred: channel count 20"):
+        ops.yolo_decode(maps[0][:, :20], anc[0], 8)
+    with pytest.raises(ValueError, match="pred: expected a floating-point"):
+        ops.yolo_decode(maps[0].long(), anc[0], 8)
+    with pytest.raises(ValueError, match=r"anchors: expected shape \[A, 2\]"):
+        ops.yolo_decode(maps[0], torch.ones(3, 3), 8)
+    with pytest.raises(ValueError, match="anchors: anchor sizes must be finite and > 0"):
+        ops.yolo_decode(maps[0], -anc[0], 8)
+    with pytest.raises(ValueError, match="stride: expected a positive number"):
+        ops.yolo_decode(maps[0], anc[0], 0)
+    with pytest.raises(ValueError, match="anchors: on meta"):
+        ops.yolo_decode(maps[0], anc[0].to("meta"), 8)
+    with pytest.raises(ValueError, match="preds: expected a non-empty list"):
+        ops.yolo_postprocess([], anc, STRIDES)
+    with pytest.raises(ValueError, match="preds: expected a non-empty list"):
+        ops.yolo_postprocess(maps[0], anc, STRIDES)
+    with pytest.raises(ValueError, match="anchors: got 2 anchor sets for 3 scales"):
+        ops.yolo_postprocess(maps, anc[:2], STRIDES)
+    with pytest.raises(ValueError, match="strides: got 1 strides"):
+        ops.yolo_postprocess(maps, anc, [8])
+    with pytest.raises(ValueError, match=r"preds\[1\]: batch 1 and 1 classes differ"):
+        ops.yolo_postprocess([maps[0], maps[1][:, :18]], anc[:2], STRIDES[:2])
+    with pytest.raises(ValueError, match=r"preds\[2\]: on meta"):
+        ops.yolo_postprocess([maps[0], maps[1], maps[2].to("meta")], anc, STRIDES)
+    with pytest.raises(ValueError, match="conf_threshold"):
+        ops.yolo_postprocess(maps, anc, STRIDES, conf_threshold=2.0)
+    with pytest.raises(ValueError, match="max_det: expected a positive int"):
+        ops.yolo_postprocess(maps, anc, STRIDES, max_det=0)
+    with pytest.raises(ValueError, match=r"strides\[1\]"):
+        ops.yolo_postprocess(maps, anc, [8, float("nan"), 32])

@@ -1,0 +1,299 @@
+"""Custom ops: the only entry points the rest of the zoo calls.
+
+Each function validates its input (raising ``ValueError`` that names the argument),
+then runs the ``zoo._C`` kernel for the tensors' device, or the pure-torch version
+in :mod:`zoo.ops.reference` when the extension is not built, has no kernel for that
+device, or ``ZOO_OPS=torch`` is set. :func:`backend` says which one runs.
+
+* :func:`nms`, :func:`batched_nms`: equal to ``torchvision.ops.nms`` / ``batched_nms``
+  (stable descending sort; suppress when IoU > threshold; per-category for batched).
+* :func:`yolo_decode`: darknet box decode of one YOLO output map.
+* :func:`yolo_postprocess`: decode + score + threshold + cap + class-aware NMS, fused.
+
+Kernels accept fp32 / fp16 / bf16 (fp64 is computed in fp32) and compute in fp32.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from . import _ext, reference
+from ._ext import backend
+
+__all__ = ["backend", "batched_nms", "nms", "yolo_decode", "yolo_postprocess", "reference"]
+
+_FLOATS = (torch.float32, torch.float16, torch.bfloat16)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _tensor(x, name: str, ndim: int | None = None) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D tensor, got shape {tuple(x.shape)}")
+    return x
+
+
+def _floating(x: Tensor, name: str) -> Tensor:
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor (fp32, fp16 or bf16), got {x.dtype}")
+    return x.float() if x.dtype not in _FLOATS else x
+
+
+def _same_device(ref: Tensor, ref_name: str, **others: Tensor) -> None:
+    for name, t in others.items():
+        if t.device != ref.device:
+            raise ValueError(f"{name}: on {t.device}, but {ref_name} is on {ref.device}; put them on one device")
+
+
+def _unit_interval(v, name: str) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number in [0, 1], got {v!r}") from None
+    if not 0.0 <= f <= 1.0:  # also rejects NaN
+        raise ValueError(f"{name}: expected a value in [0, 1], got {v!r}")
+    return f
+
+
+def _positive_int(v, name: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    return v
+
+
+def _check_boxes_scores(boxes, scores) -> tuple[Tensor, Tensor]:
+    boxes = _floating(_tensor(boxes, "boxes", 2), "boxes")
+    if boxes.shape[1] != 4:
+        raise ValueError(f"boxes: expected shape [N, 4] (x1, y1, x2, y2), got {tuple(boxes.shape)}")
+    scores = _floating(_tensor(scores, "scores", 1), "scores")
+    if scores.shape[0] != boxes.shape[0]:
+        raise ValueError(f"scores: has {scores.shape[0]} entries but boxes has {boxes.shape[0]} rows")
+    _same_device(boxes, "boxes", scores=scores)
+    if boxes.shape[0]:
+        # one reduction (one device sync) for every value check
+        bad_boxes = ~torch.isfinite(boxes).all()
+        bad_scores = ~torch.isfinite(scores).all()
+        inverted = ((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).any()
+        flags = torch.stack([bad_boxes, bad_scores, inverted]).tolist()
+        if flags[0]:
+            raise ValueError("boxes: contains NaN or infinite coordinates")
+        if flags[1]:
+            raise ValueError("scores: contains NaN or infinite values")
+        if flags[2]:
+            raise ValueError("boxes: expected x1 <= x2 and y1 <= y2 (xyxy format); some boxes are inverted")
+    return boxes.contiguous(), scores.contiguous()
+
+
+# ----------------------------------------------------------------------------- NMS
+
+
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Non-maximum suppression.
+
+    Args:
+        boxes: ``[N, 4]`` xyxy, floating.
+        scores: ``[N]``.
+        iou_threshold: a box is dropped when its IoU with a kept, higher-scoring box is
+            greater than this (in [0, 1]).
+
+    Returns:
+        ``int64 [K]`` indices of the kept boxes, by descending score (equal scores:
+        lower index first) -- the same as ``torchvision.ops.nms``.
+    """
+    boxes, scores = _check_boxes_scores(boxes, scores)
+    thr = _unit_interval(iou_threshold, "iou_threshold")
+    if _ext.has_kernel("nms", boxes.device):
+        return torch.ops.zoo.nms(boxes, scores, thr)
+    return reference.nms(boxes, scores, thr)
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """NMS within each category: boxes with different ``idxs`` never suppress each other.
+
+    Args:
+        boxes: ``[N, 4]`` xyxy; scores: ``[N]``; idxs: ``[N]`` integer category of each box.
+
+    Returns:
+        ``int64 [K]`` kept indices by descending score (equal scores: lower index first).
+    """
+    boxes, scores = _check_boxes_scores(boxes, scores)
+    idxs = _tensor(idxs, "idxs", 1)
+    if idxs.is_floating_point() or idxs.is_complex() or idxs.dtype == torch.bool:
+        raise ValueError(f"idxs: expected an integer tensor, got {idxs.dtype}")
+    if idxs.shape[0] != boxes.shape[0]:
+        raise ValueError(f"idxs: has {idxs.shape[0]} entries but boxes has {boxes.shape[0]} rows")
+    _same_device(boxes, "boxes", idxs=idxs)
+    thr = _unit_interval(iou_threshold, "iou_threshold")
+    idxs = idxs.long().contiguous()
+    if _ext.has_kernel("batched_nms", boxes.device):
+        return torch.ops.zoo.batched_nms(boxes, scores, idxs, thr)
+    return reference.batched_nms(boxes, scores, idxs, thr)
+
+
+# ----------------------------------------------------------------------------- YOLO
+
+
+def _check_anchors(anchors, name: str, device: torch.device, pred_name: str, pred: Tensor) -> Tensor:
+    anchors = _floating(_tensor(anchors, name, 2), name)
+    if anchors.shape[1] != 2 or anchors.shape[0] < 1:
+        raise ValueError(f"{name}: expected shape [A, 2] (w, h in pixels), got {tuple(anchors.shape)}")
+    _same_device(pred, pred_name, **{name: anchors})
+    if not bool((torch.isfinite(anchors) & (anchors > 0)).all()):
+        raise ValueError(f"{name}: anchor sizes must be finite and > 0")
+    return anchors.float().contiguous()
+
+
+def _check_stride(stride, name: str) -> float:
+    try:
+        s = float(stride)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a positive number, got {stride!r}") from None
+    if not (math.isfinite(s) and s > 0):
+        raise ValueError(f"{name}: expected a positive number, got {stride!r}")
+    return s
+
+
+def _check_pred(pred, name: str, num_anchors: int) -> tuple[Tensor, int]:
+    pred = _floating(_tensor(pred, name, 4), name)
+    ch = pred.shape[1]
+    if ch % num_anchors or ch // num_anchors < 6:
+        raise ValueError(
+            f"{name}: channel count {ch} is not A*(5+C) for A={num_anchors} anchors and C>=1 classes "
+            f"(shape {tuple(pred.shape)})"
+        )
+    return pred.contiguous(), ch // num_anchors - 5
+
+
+def yolo_decode(pred: Tensor, anchors: Tensor, stride: float) -> Tensor:
+    """Decode one YOLO output map (darknet formula).
+
+    Args:
+        pred: ``[B, A*(5+C), H, W]`` raw logits.
+        anchors: ``[A, 2]`` anchor (w, h) in input pixels.
+        stride: input pixels per cell.
+
+    Returns:
+        ``[B, A*H*W, 5+C]`` (row ``a*H*W + y*W + x``): cx, cy, w, h in pixels,
+        then objectness and class probabilities, in ``pred``'s dtype.
+    """
+    anchors_t = _tensor(anchors, "anchors", 2)
+    pred, _ = _check_pred(pred, "pred", anchors_t.shape[0] if anchors_t.shape[0] > 0 else 1)
+    anchors = _check_anchors(anchors_t, "anchors", pred.device, "pred", pred)
+    s = _check_stride(stride, "stride")
+    if _ext.has_kernel("yolo_decode", pred.device):
+        return torch.ops.zoo.yolo_decode(pred, anchors, s)
+    return reference.yolo_decode(pred, anchors, s)
+
+
+def yolo_postprocess(
+    preds: Sequence[Tensor],
+    anchors: Sequence[Tensor] | Tensor,
+    strides: Sequence[float],
+    conf_threshold: float = 0.25,
+    iou_threshold: float = 0.45,
+    max_det: int = 300,
+    multi_label: bool = False,
+    max_nms: int = 30000,
+) -> list[dict[str, Tensor]]:
+    """Detections from raw YOLO maps: decode, score, threshold, cap, class-aware NMS -- fused.
+
+    Args:
+        preds: per scale ``[B, A_s*(5+C), H_s, W_s]`` raw logits (same B and C).
+        anchors: per scale ``[A_s, 2]`` anchors in pixels (or one ``[S, A, 2]`` tensor).
+        strides: per scale stride in pixels.
+        conf_threshold: keep a candidate when ``obj * cls > conf_threshold``.
+        iou_threshold: class-aware NMS threshold.
+        max_det: at most this many detections per image (after NMS).
+        multi_label: one candidate per (box, class) above the threshold, instead of
+            one per box with its best class.
+        max_nms: at most this many highest-scoring candidates per image enter NMS.
+
+    Returns:
+        One dict per image: ``boxes [K, 4]`` xyxy pixels (fp32), ``scores [K]``
+        (fp32), ``labels [K]`` (int64), by descending score. The same as decoding
+        with :func:`yolo_decode` and running ``torchvision.ops.batched_nms``.
+    """
+    if isinstance(preds, Tensor) or not isinstance(preds, (list, tuple)) or len(preds) == 0:
+        raise ValueError("preds: expected a non-empty list of [B, A*(5+C), H, W] tensors, one per scale")
+    if isinstance(anchors, Tensor):
+        anchors = list(anchors.unbind(0)) if anchors.ndim == 3 else [anchors]
+    anchors = list(anchors)
+    strides = list(strides)
+    if len(anchors) != len(preds):
+        raise ValueError(f"anchors: got {len(anchors)} anchor sets for {len(preds)} scales in preds")
+    if len(strides) != len(preds):
+        raise ValueError(f"strides: got {len(strides)} strides for {len(preds)} scales in preds")
+    checked_preds, checked_anchors, checked_strides = [], [], []
+    num_classes = batch = None
+    for i, (p, a, s) in enumerate(zip(preds, anchors, strides)):
+        a_t = _tensor(a, f"anchors[{i}]", 2)
+        p, c = _check_pred(p, f"preds[{i}]", max(1, a_t.shape[0]))
+        if num_classes is None:
+            num_classes, batch = c, p.shape[0]
+        elif c != num_classes or p.shape[0] != batch:
+            raise ValueError(
+                f"preds[{i}]: batch {p.shape[0]} and {c} classes differ from preds[0]'s {batch} and {num_classes}"
+            )
+        _same_device(checked_preds[0] if checked_preds else p, "preds[0]", **{f"preds[{i}]": p})
+        checked_anchors.append(_check_anchors(a_t, f"anchors[{i}]", p.device, f"preds[{i}]", p))
+        checked_preds.append(p)
+        checked_strides.append(_check_stride(s, f"strides[{i}]"))
+    conf = _unit_interval(conf_threshold, "conf_threshold")
+    iou = _unit_interval(iou_threshold, "iou_threshold")
+    max_det = _positive_int(max_det, "max_det")
+    max_nms = _positive_int(max_nms, "max_nms")
+    multi_label = bool(multi_label)
+
+    args = (checked_preds, checked_anchors, checked_strides, conf, iou, max_det, max_nms, multi_label)
+    if _ext.has_kernel("yolo_postprocess", checked_preds[0].device):
+        boxes, scores, labels, image = torch.ops.zoo.yolo_postprocess(*args)
+    else:
+        boxes, scores, labels, image = reference.yolo_postprocess(*args)
+    counts = torch.bincount(image, minlength=batch).tolist()
+    return [
+        {"boxes": b, "scores": s, "labels": lab}
+        for b, s, lab in zip(boxes.split(counts), scores.split(counts), labels.split(counts))
+    ]
+
+
+# ----------------------------------------------------------------------------- fake kernels
+
+
+def _register_fakes() -> None:
+    @torch.library.register_fake("zoo::nms")
+    def _nms_fake(boxes, scores, iou_threshold):
+        n = torch.library.get_ctx().new_dynamic_size()
+        return boxes.new_empty((n,), dtype=torch.int64)
+
+    @torch.library.register_fake("zoo::batched_nms")
+    def _batched_nms_fake(boxes, scores, idxs, iou_threshold):
+        n = torch.library.get_ctx().new_dynamic_size()
+        return boxes.new_empty((n,), dtype=torch.int64)
+
+    @torch.library.register_fake("zoo::yolo_decode")
+    def _yolo_decode_fake(pred, anchors, stride):
+        b, ch, h, w = pred.shape
+        a = anchors.shape[0]
+        return pred.new_empty((b, a * h * w, ch // a))
+
+    @torch.library.register_fake("zoo::yolo_postprocess")
+    def _yolo_postprocess_fake(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms,
+                               multi_label):
+        k = torch.library.get_ctx().new_dynamic_size()
+        p = preds[0]
+        return (
+            p.new_empty((k, 4), dtype=torch.float32),
+            p.new_empty((k,), dtype=torch.float32),
+            p.new_empty((k,), dtype=torch.int64),
+            p.new_empty((k,), dtype=torch.int64),
+        )
+
+
+if _ext.available():
+    _register_fakes()

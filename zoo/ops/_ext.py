@@ -1,0 +1,60 @@
+"""Loads the C++/CUDA extension ``zoo._C`` and decides, per call, extension or fallback.
+
+The extension is a plain shared library whose static initialisers register the
+``torch.ops.zoo.*`` schemas and kernels; it is loaded with ``torch.ops.load_library``.
+``ZOO_OPS=torch`` in the environment forces the pure-torch fallback.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import torch
+
+_LOADED: bool | None = None
+_LOAD_ERROR: str | None = None
+
+
+def _load() -> bool:
+    global _LOADED, _LOAD_ERROR
+    if _LOADED is None:
+        try:
+            spec = importlib.util.find_spec("zoo._C")
+            if spec is None or spec.origin is None:
+                raise ImportError("zoo._C is not built (run `make setup` or `pip install --no-build-isolation -e .`)")
+            torch.ops.load_library(spec.origin)
+            _LOADED = True
+        except (ImportError, OSError, RuntimeError) as err:
+            _LOADED, _LOAD_ERROR = False, str(err)
+    return _LOADED
+
+
+def forced_fallback() -> bool:
+    return os.environ.get("ZOO_OPS", "").lower() == "torch"
+
+
+def available() -> bool:
+    """True when ``zoo._C`` is built and loaded (regardless of ``ZOO_OPS``)."""
+    return _load()
+
+
+def load_error() -> str | None:
+    """Why the extension could not be loaded, if it could not."""
+    _load()
+    return _LOAD_ERROR
+
+
+def has_kernel(op: str, device: torch.device) -> bool:
+    """True when the extension should run ``zoo::<op>`` for tensors on ``device``."""
+    if forced_fallback() or not _load():
+        return False
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
+    if key is None:
+        return False
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"zoo::{op}", key)
+
+
+def backend(device: str | torch.device = "cpu") -> str:
+    """``"ext"`` when the extension's kernels run on ``device``, else ``"torch"`` (the fallback)."""
+    device = torch.device(device)
+    return "ext" if has_kernel("nms", device) else "torch"
