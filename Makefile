@@ -10,9 +10,14 @@ HASH   := $(shell cat $(LOCK) pyproject.toml setup.py 2>/dev/null | sha256sum | 
 STAMP  := $(VENV)/.zoo-setup-$(HASH)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench docs clean
+.PHONY: setup demo test ctest bench docs clean
 
-setup: $(STAMP)
+# The extension zoo/_C.so is rebuilt (incrementally, by ninja) when a csrc/ file,
+# setup.py or the build mode (ZOO_FORCE_CUDA) changes.
+CSRC     := $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh csrc/cuda/*.h)
+EXT_MODE := $(VENV)/.zoo-ext-cuda$(ZOO_FORCE_CUDA)
+
+setup: $(STAMP) zoo/_C.so
 
 $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,13 +27,32 @@ $(STAMP):
 	@touch $@
 	@echo "zoo: environment ready in $(VENV)"
 
+$(EXT_MODE): | $(STAMP)
+	@rm -f $(VENV)/.zoo-ext-*
+	@touch $@
+
+zoo/_C.so: $(CSRC) setup.py $(EXT_MODE) | $(STAMP)
+	$(PY) setup.py -q build_ext --inplace
+	@touch $@
+
 demo: setup
 	$(PY) -m zoo fit --config configs/resnet18_digits.yaml
 
 # pytest exits 5 when it collects nothing: that must fail, never pass silently.
+# The C++ smoke test (`make ctest`) runs after pytest; both must pass.
 test: setup
 	@$(PY) -m pytest -q $(PYTEST_ARGS) tests; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; rc=1; fi; \
+	$(MAKE) --no-print-directory ctest; crc=$$?; \
+	if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$crc
+
+# libzoo_ops + its C++ smoke test with CMake (docs/BUILD.md); extra cmake flags in CMAKE_ARGS,
+# e.g. `make ctest CMAKE_ARGS=-DZOO_WITH_CUDA=ON`.
+CMAKE_ARGS ?=
+ctest: setup
+	cmake -S . -B build/cmake -DCMAKE_PREFIX_PATH=$$($(PY) -c 'import torch;print(torch.utils.cmake_prefix_path)') -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
+	cmake --build build/cmake -j2
+	ctest --test-dir build/cmake --output-on-failure --no-tests=error
 
 bench: setup
 	@found=0; for f in benchmarks/bench_*.py; do \

@@ -22,12 +22,7 @@
 #include <limits>
 
 #include "nms_cpu.h"
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define ZOO_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define ZOO_VECTOR_CLONES
-#endif
+#include "vec.h"
 
 namespace zoo {
 namespace cpu {

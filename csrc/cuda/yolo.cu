@@ -1,0 +1,392 @@
+// CUDA kernels: yolo_decode and the fused yolo_postprocess.
+//
+// yolo_decode: one tiled kernel. A block takes 32 grid cells x 32 channels of one
+// (image, anchor): it reads the logits with lanes along the cells (coalesced, the map is
+// [B, A*(5+C), H, W]), decodes them into shared memory, and writes them with lanes along
+// the channels (each output row holds the 5+C values of one cell).
+//
+// yolo_postprocess never materialises the decoded [B, N, 5+C] tensor:
+//   1. count kernel: per cell, read the objectness logit; only when obj > conf (a score is
+//      obj * cls <= obj) read the class logits and count the candidates of the cell.
+//   2. an inclusive scan of the counts (enumeration order: image, scale, anchor, y, x)
+//      gives every candidate a slot, so the candidate list is compact and deterministic.
+//   3. write kernel: cells with candidates decode their box and write (box, score, label,
+//      image, sort key) to their slots, classes in ascending order.
+//   4. one stable sort of the keys (image ascending, score descending) orders every image's
+//      candidates as the reference's stable sort does.
+//   5. the NMS core of nms.cu runs one segment per image (its first max_nms candidates,
+//      categories = labels) and stops each image after max_det kept boxes; the kept
+//      positions are already in output order.
+// Two host syncs, both sizing buffers: the number of candidates, and the kept counts.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "nms_cuda.h"
+
+namespace zoo {
+namespace cuda {
+
+namespace {
+
+constexpr int kThreads = 256;       // threads of the 1-D kernels
+constexpr int kTileP = 32;          // decode tile: grid cells ...
+constexpr int kTileK = 32;          // ... x channels
+constexpr int kTileRows = 8;        // decode block: kTileP x kTileRows threads
+constexpr int64_t kMaxBlocks = 1 << 20;  // 1-D kernels use grid-stride loops beyond this
+constexpr int64_t kMaxGridY = 65535;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// sigmoid as torch computes it in fp32: 1 / (1 + exp(-x)), with the accurate expf (this
+// file is built without fast math) and IEEE add/div.
+__device__ __forceinline__ float sigmoid_f(float x) { return __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-x))); }
+
+template <typename scalar_t>
+__device__ __forceinline__ float load_f(const scalar_t* p) {
+  return static_cast<float>(*p);
+}
+
+// Channel k of a decoded cell at grid (gx, gy): centre and size in pixels, then sigmoid
+// of the objectness and class logits. The same fp32 operations, in the same order, as
+// the reference; the _rn intrinsics keep nvcc from fusing them.
+__device__ __forceinline__ float decode_channel(int64_t k, float v, float gx, float gy, float aw, float ah,
+                                                float stride) {
+  if (k == 0) return __fmul_rn(__fadd_rn(sigmoid_f(v), gx), stride);
+  if (k == 1) return __fmul_rn(__fadd_rn(sigmoid_f(v), gy), stride);
+  if (k == 2) return __fmul_rn(expf(v), aw);
+  if (k == 3) return __fmul_rn(expf(v), ah);
+  return sigmoid_f(v);
+}
+
+// grid (B*A*p_tiles, ceil(K/kTileK)), block (kTileP, kTileRows).
+template <typename scalar_t>
+__global__ void __launch_bounds__(kTileP* kTileRows)
+    yolo_decode_kernel(const scalar_t* __restrict__ pred, const float* __restrict__ anchors, int64_t A,
+                       int64_t K, int64_t W, int64_t HW, int64_t p_tiles, float stride,
+                       scalar_t* __restrict__ out) {
+  __shared__ float tile[kTileK][kTileP + 1];  // +1: conflict-free column reads
+  const int64_t ba = blockIdx.x / p_tiles;    // b * A + a
+  const int64_t p0 = (blockIdx.x % p_tiles) * kTileP;
+  const int64_t k0 = static_cast<int64_t>(blockIdx.y) * kTileK;
+  const int64_t a = ba % A;
+  const float aw = anchors[2 * a];
+  const float ah = anchors[2 * a + 1];
+
+  // Read + decode: lanes along grid cells, one channel per warp.
+  const int64_t p = p0 + threadIdx.x;
+  if (p < HW) {
+    const scalar_t* src = pred + ba * K * HW + p;  // channel k at src[k * HW]
+    const float gx = static_cast<float>(p % W);
+    const float gy = static_cast<float>(p / W);
+    for (int kk = threadIdx.y; kk < kTileK && k0 + kk < K; kk += kTileRows) {
+      const int64_t k = k0 + kk;
+      tile[kk][threadIdx.x] = decode_channel(k, load_f(src + k * HW), gx, gy, aw, ah, stride);
+    }
+  }
+  __syncthreads();
+
+  // Write: lanes along channels; output row ba*HW + p holds the K values of cell p.
+  const int64_t k = k0 + threadIdx.x;
+  if (k < K) {
+    scalar_t* dst = out + (ba * HW + p0) * K + k;
+    for (int r = threadIdx.y; r < kTileP && p0 + r < HW; r += kTileRows) {
+      dst[r * K] = static_cast<scalar_t>(tile[threadIdx.x][r]);
+    }
+  }
+}
+
+// Single-label score of a cell: max over c of obj * cls_c, label = the first arg-max.
+// Returns false when some score is NaN (torch.max then gives NaN, which passes no threshold).
+template <typename scalar_t>
+__device__ __forceinline__ bool best_class(const scalar_t* cls, int64_t HW, int64_t C, float obj, float& best,
+                                           int64_t& label) {
+  bool finite = true;
+  best = 0.f;
+  label = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    const float s = __fmul_rn(obj, sigmoid_f(load_f(cls + c * HW)));
+    if (c == 0 || s > best) {
+      best = s;
+      label = c;
+    }
+    finite = finite && !isnan(s);
+  }
+  return finite;
+}
+
+// Step 1: counts[b * N + row] = candidates of the cell (row = offset + a*HW + p).
+// One scale; idx enumerates (b, a, p) with p fastest, so objectness reads coalesce.
+template <typename scalar_t, bool kMulti>
+__global__ void __launch_bounds__(kThreads)
+    yolo_count_kernel(const scalar_t* __restrict__ pred, int64_t cells, int64_t A, int64_t HW, int64_t C,
+                      int64_t rows_per_image, int64_t row_offset, float conf, int32_t* __restrict__ counts) {
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < cells; idx += step) {
+    const int64_t p = idx % HW;
+    const int64_t ba = idx / HW;
+    const int64_t b = ba / A;
+    const scalar_t* cell = pred + ba * (5 + C) * HW + p;  // channel k at cell[k * HW]
+    int32_t n = 0;
+    const float obj = sigmoid_f(load_f(cell + 4 * HW));
+    if (obj > conf) {  // otherwise no class can pass: obj * cls <= obj
+      const scalar_t* cls = cell + 5 * HW;
+      if (kMulti) {
+        for (int64_t c = 0; c < C; ++c) {
+          if (__fmul_rn(obj, sigmoid_f(load_f(cls + c * HW))) > conf) ++n;
+        }
+      } else {
+        float best;
+        int64_t label;
+        if (best_class(cls, HW, C, obj, best, label) && best > conf) n = 1;
+      }
+    }
+    counts[b * rows_per_image + row_offset + (idx - b * A * HW)] = n;
+  }
+}
+
+// Step 3: cells with candidates write them to slots ends[row] - count .. ends[row] - 1.
+template <typename scalar_t, bool kMulti>
+__global__ void __launch_bounds__(kThreads)
+    yolo_write_kernel(const scalar_t* __restrict__ pred, const float* __restrict__ anchors, int64_t cells,
+                      int64_t A, int64_t W, int64_t HW, int64_t C, int64_t rows_per_image, int64_t row_offset,
+                      float stride, float conf, const int32_t* __restrict__ counts,
+                      const int64_t* __restrict__ ends, float4* __restrict__ out_box,
+                      float* __restrict__ out_score, int64_t* __restrict__ out_label,
+                      int64_t* __restrict__ out_image, int64_t* __restrict__ out_key) {
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < cells; idx += step) {
+    const int64_t p = idx % HW;
+    const int64_t ba = idx / HW;
+    const int64_t b = ba / A;
+    const int64_t a = ba - b * A;
+    const int64_t row = b * rows_per_image + row_offset + a * HW + p;
+    const int32_t n = counts[row];
+    if (n == 0) continue;
+    int64_t slot = ends[row] - n;
+
+    // The box as the reference gets it: decode in fp32 (whatever pred's dtype), xywh -> xyxy.
+    const scalar_t* cell = pred + ba * (5 + C) * HW + p;
+    const float gx = static_cast<float>(p % W);
+    const float gy = static_cast<float>(p / W);
+    const float cx = __fmul_rn(__fadd_rn(sigmoid_f(load_f(cell)), gx), stride);
+    const float cy = __fmul_rn(__fadd_rn(sigmoid_f(load_f(cell + HW)), gy), stride);
+    const float w = __fmul_rn(expf(load_f(cell + 2 * HW)), anchors[2 * a]);
+    const float h = __fmul_rn(expf(load_f(cell + 3 * HW)), anchors[2 * a + 1]);
+    const float half_w = __fmul_rn(w, 0.5f);
+    const float half_h = __fmul_rn(h, 0.5f);
+    const float4 box = make_float4(__fsub_rn(cx, half_w), __fsub_rn(cy, half_h), __fadd_rn(cx, half_w),
+                                   __fadd_rn(cy, half_h));
+    const float obj = sigmoid_f(load_f(cell + 4 * HW));
+    const scalar_t* cls = cell + 5 * HW;
+
+    // Sort key: image ascending, then score descending. Scores are > conf >= 0, and the
+    // bit patterns of non-negative floats order like their values.
+    auto emit = [&](int64_t at, float score, int64_t label) {
+      out_box[at] = box;
+      out_score[at] = score;
+      out_label[at] = label;
+      out_image[at] = b;
+      out_key[at] = (b << 32) | static_cast<int64_t>(0xffffffffu - __float_as_uint(score));
+    };
+    if (kMulti) {
+      int32_t left = n;  // the count kernel's decisions, recomputed identically
+      for (int64_t c = 0; c < C && left > 0; ++c) {
+        const float s = __fmul_rn(obj, sigmoid_f(load_f(cls + c * HW)));
+        if (s > conf) {
+          emit(slot++, s, c);
+          --left;
+        }
+      }
+    } else {
+      float best;
+      int64_t label;
+      best_class(cls, HW, C, obj, best, label);
+      emit(slot, best, label);
+    }
+  }
+}
+
+int grid_1d(int64_t n) { return static_cast<int>(std::min(ceil_div(n, kThreads), kMaxBlocks)); }
+
+at::Tensor yolo_decode_cuda(const at::Tensor& pred_in, const at::Tensor& anchors_in, double stride) {
+  TORCH_CHECK(pred_in.is_cuda(), "pred: expected a CUDA tensor, got one on ", pred_in.device());
+  TORCH_CHECK(pred_in.dim() == 4, "pred: expected [B, A*(5+C), H, W], got ", pred_in.sizes());
+  TORCH_CHECK(at::isFloatingType(pred_in.scalar_type()), "pred: expected a floating tensor, got ",
+              pred_in.scalar_type());
+  TORCH_CHECK(anchors_in.dim() == 2 && anchors_in.size(1) == 2 && anchors_in.size(0) >= 1,
+              "anchors: expected [A, 2], got ", anchors_in.sizes());
+  TORCH_CHECK(anchors_in.device() == pred_in.device(), "anchors: on ", anchors_in.device(), ", pred on ",
+              pred_in.device());
+  c10::cuda::CUDAGuard guard(pred_in.device());
+
+  const at::Tensor pred = pred_in.contiguous();
+  const at::Tensor anchors = anchors_in.to(at::kFloat).contiguous();
+  const int64_t B = pred.size(0), CH = pred.size(1), H = pred.size(2), W = pred.size(3);
+  const int64_t A = anchors.size(0);
+  TORCH_CHECK(CH % A == 0 && CH / A >= 5, "pred: ", CH, " channels is not A*(5+C) for A=", A);
+  const int64_t K = CH / A, HW = H * W;
+
+  at::Tensor out = at::empty({B, A * HW, K}, pred.options());
+  if (out.numel() == 0) return out;
+  const int64_t p_tiles = ceil_div(HW, kTileP);
+  const int64_t k_tiles = ceil_div(K, kTileK);
+  TORCH_CHECK(B * A * p_tiles <= INT32_MAX && k_tiles <= kMaxGridY, "yolo_decode: input too large, ",
+              pred.sizes());
+  const dim3 grid(static_cast<unsigned>(B * A * p_tiles), static_cast<unsigned>(k_tiles));
+  const dim3 block(kTileP, kTileRows);
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, pred.scalar_type(), "yolo_decode_cuda", [&] {
+    yolo_decode_kernel<scalar_t><<<grid, block, 0, stream>>>(pred.data_ptr<scalar_t>(), anchors.data_ptr<float>(),
+                                                              A, K, W, HW, p_tiles, static_cast<float>(stride),
+                                                              out.data_ptr<scalar_t>());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+struct Scale {
+  at::Tensor pred;     // contiguous [B, A*(5+C), H, W]
+  at::Tensor anchors;  // contiguous fp32 [A, 2]
+  float stride;
+  int64_t A, W, HW;
+  int64_t row_offset;  // first row of this scale within an image's rows
+};
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> yolo_postprocess_cuda(
+    at::TensorList preds, at::TensorList anchors, at::ArrayRef<double> strides, double conf_threshold,
+    double iou_threshold, int64_t max_det, int64_t max_nms, bool multi_label) {
+  TORCH_CHECK(!preds.empty(), "preds: expected at least one scale");
+  TORCH_CHECK(anchors.size() == preds.size(), "anchors: ", anchors.size(), " sets for ", preds.size(), " scales");
+  TORCH_CHECK(strides.size() == preds.size(), "strides: ", strides.size(), " values for ", preds.size(),
+              " scales");
+  TORCH_CHECK(max_det >= 1 && max_nms >= 1, "max_det and max_nms must be >= 1");
+  const at::Tensor& first = preds[0];
+  TORCH_CHECK(first.is_cuda(), "preds[0]: expected a CUDA tensor, got one on ", first.device());
+  TORCH_CHECK(first.dim() == 4, "preds[0]: expected [B, A*(5+C), H, W], got ", first.sizes());
+  c10::cuda::CUDAGuard guard(first.device());
+
+  // Scales and the row layout of one image: rows in (scale, anchor, y, x) order.
+  const int64_t B = first.size(0);
+  int64_t C = -1, N = 0;
+  std::vector<Scale> scales;
+  for (size_t s = 0; s < preds.size(); ++s) {
+    const at::Tensor& p = preds[s];
+    const at::Tensor& a = anchors[s];
+    TORCH_CHECK(p.device() == first.device() && a.device() == first.device(), "preds[", s, "] and anchors[",
+                s, "] must be on ", first.device());
+    TORCH_CHECK(p.dim() == 4 && at::isFloatingType(p.scalar_type()), "preds[", s,
+                "]: expected a floating [B, A*(5+C), H, W] tensor, got ", p.sizes(), " ", p.scalar_type());
+    TORCH_CHECK(a.dim() == 2 && a.size(1) == 2 && a.size(0) >= 1, "anchors[", s, "]: expected [A, 2], got ",
+                a.sizes());
+    const int64_t A = a.size(0);
+    TORCH_CHECK(p.size(1) % A == 0 && p.size(1) / A >= 6, "preds[", s, "]: ", p.size(1),
+                " channels is not A*(5+C) for A=", A);
+    const int64_t c = p.size(1) / A - 5;
+    TORCH_CHECK(p.size(0) == B && (C < 0 || c == C), "preds[", s, "]: batch and classes differ from preds[0]");
+    C = c;
+    Scale sc{p.contiguous(), a.to(at::kFloat).contiguous(), static_cast<float>(strides[s]), A, p.size(3),
+             p.size(2) * p.size(3), N};
+    N += A * sc.HW;
+    scales.push_back(std::move(sc));
+  }
+
+  const auto float_opts = first.options().dtype(at::kFloat);
+  const auto long_opts = first.options().dtype(at::kLong);
+  auto empty_result = [&] {
+    return std::make_tuple(at::empty({0, 4}, float_opts), at::empty({0}, float_opts), at::empty({0}, long_opts),
+                           at::empty({0}, long_opts));
+  };
+  if (B == 0 || N == 0) return empty_result();
+  const float conf = static_cast<float>(conf_threshold);  // scores are compared in fp32, as torch does
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+
+  // 1. Candidates per cell.
+  at::Tensor counts = at::empty({B * N}, first.options().dtype(at::kInt));
+  for (const Scale& sc : scales) {
+    const int64_t cells = B * sc.A * sc.HW;
+    if (cells == 0) continue;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, sc.pred.scalar_type(), "yolo_count_cuda", [&] {
+      const auto kernel = multi_label ? yolo_count_kernel<scalar_t, true> : yolo_count_kernel<scalar_t, false>;
+      kernel<<<grid_1d(cells), kThreads, 0, stream>>>(sc.pred.data_ptr<scalar_t>(), cells, sc.A, sc.HW, C, N,
+                                                      sc.row_offset, conf, counts.data_ptr<int32_t>());
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+
+  // 2. Inclusive scan over the enumeration order; each image's last entry is its end.
+  const at::Tensor ends = at::cumsum(counts, 0, at::kLong);
+  const at::Tensor image_ends = ends.view({B, N}).select(1, N - 1).contiguous();
+  const at::Tensor image_ends_host = image_ends.to(at::kCPU);  // host sync: sizes the candidate buffers
+  const int64_t* ie = image_ends_host.data_ptr<int64_t>();
+  const int64_t M = ie[B - 1];
+  if (M == 0) return empty_result();
+
+  // 3. Write the candidates, compactly, in enumeration order.
+  at::Tensor cand_box = at::empty({M, 4}, float_opts);
+  at::Tensor cand_score = at::empty({M}, float_opts);
+  at::Tensor cand_label = at::empty({M}, long_opts);
+  at::Tensor cand_image = at::empty({M}, long_opts);
+  at::Tensor cand_key = at::empty({M}, long_opts);
+  for (const Scale& sc : scales) {
+    const int64_t cells = B * sc.A * sc.HW;
+    if (cells == 0) continue;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, sc.pred.scalar_type(), "yolo_write_cuda", [&] {
+      const auto kernel = multi_label ? yolo_write_kernel<scalar_t, true> : yolo_write_kernel<scalar_t, false>;
+      kernel<<<grid_1d(cells), kThreads, 0, stream>>>(
+          sc.pred.data_ptr<scalar_t>(), sc.anchors.data_ptr<float>(), cells, sc.A, sc.W, sc.HW, C, N,
+          sc.row_offset, sc.stride, conf, counts.data_ptr<int32_t>(), ends.data_ptr<int64_t>(),
+          reinterpret_cast<float4*>(cand_box.data_ptr<float>()), cand_score.data_ptr<float>(),
+          cand_label.data_ptr<int64_t>(), cand_image.data_ptr<int64_t>(), cand_key.data_ptr<int64_t>());
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+
+  // 4. Per image, candidates by descending score, ties in enumeration order.
+  const at::Tensor perm = std::get<1>(at::sort(cand_key, std::optional<bool>(true), /*dim=*/0, /*descending=*/false));
+  const at::Tensor sorted_box = cand_box.index_select(0, perm);
+  const at::Tensor sorted_label = cand_label.index_select(0, perm);
+
+  // 5. Class-aware NMS per image over its first max_nms candidates; at most max_det kept.
+  int64_t max_size = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t begin = b > 0 ? ie[b - 1] : 0;
+    max_size = std::max(max_size, std::min(ie[b] - begin, max_nms));
+  }
+  NmsSegments segs;
+  segs.ends = image_ends.data_ptr<int64_t>();
+  segs.n = M;
+  segs.cap = max_nms;
+  at::Tensor pos = at::empty({M}, long_opts);
+  at::Tensor kept = at::empty({B}, long_opts);
+  nms_segments(sorted_box, sorted_label, segs, B, max_size, iou_threshold, max_det, pos, kept);
+  const at::Tensor kept_host = kept.to(at::kCPU);  // host sync: sizes the output
+  const int64_t* kh = kept_host.data_ptr<int64_t>();
+
+  std::vector<at::Tensor> pieces;
+  for (int64_t b = 0; b < B; ++b) {
+    if (kh[b] > 0) pieces.push_back(pos.narrow(0, b > 0 ? ie[b - 1] : 0, kh[b]));
+  }
+  if (pieces.empty()) return empty_result();
+  const at::Tensor idx = perm.index_select(0, at::cat(pieces));
+  return std::make_tuple(cand_box.index_select(0, idx), cand_score.index_select(0, idx),
+                         cand_label.index_select(0, idx), cand_image.index_select(0, idx));
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace zoo
+
+TORCH_LIBRARY_IMPL(zoo, CUDA, m) {
+  m.impl("yolo_decode", &zoo::cuda::yolo_decode_cuda);
+  m.impl("yolo_postprocess", &zoo::cuda::yolo_postprocess_cuda);
+}

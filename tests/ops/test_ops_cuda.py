@@ -1,0 +1,365 @@
+"""Custom ops on CUDA: the extension's CUDA kernels vs the pure-torch reference (run on
+the same inputs on the CPU) and vs torchvision on CUDA. Skipped without a CUDA device.
+
+With a device but an extension built without CUDA kernels the tests skip too, unless
+ZOO_REQUIRE_CUDA_OPS=1 (benchmarks/device_check.sh sets it), where they fail instead.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+import torchvision
+
+import zoo  # noqa: F401
+import zoo.ops as ops
+from zoo.ops import _ext, reference
+from tests.ops.conftest import COCO_ANCHORS, STRIDES, clustered_boxes, uniform_boxes, yolo_maps
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+OPS = ("nms", "batched_nms", "yolo_decode", "yolo_postprocess")
+CUDA = torch.device("cuda")
+
+
+def _cuda_kernels() -> bool:
+    return _ext.available() and all(
+        torch._C._dispatch_has_kernel_for_dispatch_key(f"zoo::{op}", "CUDA") for op in OPS
+    )
+
+
+@pytest.fixture(autouse=True)
+def _needs_cuda_kernels():
+    if not _cuda_kernels():
+        msg = f"zoo._C has no CUDA kernels (build with ZOO_FORCE_CUDA=1); load error: {_ext.load_error()}"
+        if os.environ.get("ZOO_REQUIRE_CUDA_OPS") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def cu(*tensors):
+    out = tuple(t.to(CUDA) for t in tensors)
+    return out if len(out) > 1 else out[0]
+
+
+def ext_nms(boxes, scores, thr):
+    """The CUDA kernel on CUDA copies of CPU inputs; the result comes back to the CPU."""
+    keep = torch.ops.zoo.nms(*cu(boxes.contiguous(), scores.contiguous()), thr)
+    assert keep.device.type == "cuda" and keep.dtype == torch.int64
+    return keep.cpu()
+
+
+def ext_batched(boxes, scores, idxs, thr):
+    keep = torch.ops.zoo.batched_nms(*cu(boxes.contiguous(), scores.contiguous(), idxs.long().contiguous()), thr)
+    assert keep.device.type == "cuda" and keep.dtype == torch.int64
+    return keep.cpu()
+
+
+def _post_args(maps, conf=0.25, iou=0.45, max_det=300, max_nms=30000, multi_label=False, device="cpu"):
+    anchors = [a.to(device) for a in COCO_ANCHORS.unbind(0)]
+    return ([m.to(device) for m in maps], anchors, STRIDES, conf, iou, max_det, max_nms, multi_label)
+
+
+def _assert_same_detections(got, want):
+    gb, gs, gl, gi = (t.cpu() for t in got)
+    wb, ws, wl, wi = want
+    assert gb.dtype == torch.float32 and gs.dtype == torch.float32
+    assert gl.dtype == torch.int64 and gi.dtype == torch.int64
+    assert torch.equal(gl, wl) and torch.equal(gi, wi)
+    torch.testing.assert_close(gs, ws, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gb, wb, rtol=1e-5, atol=1e-3)
+
+
+# ------------------------------------------------------------------------ registration
+
+
+def test_cuda_kernels_registered_and_used(monkeypatch):
+    monkeypatch.delenv("ZOO_OPS", raising=False)
+    assert ops.backend("cuda") == "ext"
+    for op in OPS:
+        assert _ext.has_kernel(op, CUDA)
+
+
+# ------------------------------------------------------------------------ nms
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 63, 64, 65, 1000, 5000, 20000])
+@pytest.mark.parametrize("maker", [clustered_boxes, uniform_boxes], ids=["clustered", "uniform"])
+def test_nms_matches_reference_and_torchvision(n, maker):
+    boxes, scores = maker(n, seed=n + 1)  # unique scores: torchvision's sort is not stable
+    for thr in (0.3, 0.5, 0.7):
+        got = ext_nms(boxes, scores, thr)
+        assert torch.equal(got, reference.nms(boxes, scores, thr)), thr
+        assert torch.equal(got, torchvision.ops.nms(*cu(boxes, scores), thr).cpu()), thr
+
+
+def test_nms_adversarial():
+    g = torch.Generator().manual_seed(3)
+    boxes, _ = clustered_boxes(400, seed=4)
+    cases = {
+        "all_tied": (boxes, torch.full((400,), 0.5)),
+        "few_levels": (boxes, torch.randint(0, 4, (400,), generator=g).float()),
+        "duplicates": (boxes[:50].repeat(8, 1), torch.rand(400, generator=g)),
+        "duplicates_tied": (boxes[:20].repeat(20, 1), torch.ones(400)),
+        "zero_area": (torch.cat([boxes[:200, :2], boxes[:200, :2]], 1).repeat(2, 1), torch.rand(400, generator=g)),
+        "zero_width": (boxes[:, [0, 1, 0, 3]], torch.rand(400, generator=g)),
+        "points_and_lines": (
+            torch.tensor([[5, 5, 5, 5], [5, 5, 5, 5], [0, 0, 10, 0], [0, 0, 10, 0], [0, 0, 10, 10]]).float(),
+            torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5]),
+        ),
+        "huge_coordinates": (boxes * 100 + 1e5, torch.rand(400, generator=g)),
+        "around_1e5_small_boxes": (boxes / 100 + 1e5, torch.rand(400, generator=g)),
+        "negative_coordinates": (boxes - 500, torch.rand(400, generator=g)),
+        "all_suppressed": (torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(300, 1), torch.rand(300, generator=g)),
+        "all_suppressed_tied": (torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(300, 1), torch.ones(300)),
+        "empty": (torch.zeros(0, 4), torch.zeros(0)),
+    }
+    for name, (b, s) in cases.items():
+        for thr in (0.0, 0.3, 0.5, 1.0):
+            got = ext_nms(b, s, thr)
+            assert torch.equal(got, reference.nms(b, s, thr)), (name, thr)
+            if s.unique().numel() == s.numel():  # torchvision (CPU kernel) leaves the order of ties open
+                assert torch.equal(got, torchvision.ops.nms(b, s, thr)), (name, thr)
+    b, s = cases["all_suppressed"]
+    assert ext_nms(b, s, 0.5).tolist() == [int(s.argmax())]
+    assert ext_nms(*cases["all_suppressed_tied"], 0.5).tolist() == [0]  # ties: lowest index first
+    assert ext_nms(*cases["duplicates_tied"], 1.0).tolist() == list(range(400))  # IoU 1 is not > 1
+    empty = torch.ops.zoo.nms(torch.zeros(0, 4, device=CUDA), torch.zeros(0, device=CUDA), 0.5)
+    assert empty.shape == (0,) and empty.dtype == torch.int64 and empty.device.type == "cuda"
+
+
+def test_nms_threshold_compared_like_the_reference():
+    # IoU of exactly float(0.3): above 0.3 when compared in double, as the reference does
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 3.0]])
+    iou = reference.box_iou_matrix(boxes)[0, 1].item()
+    scores = torch.tensor([1.0, 0.5])
+    for thr in (0.3, iou, math.nextafter(iou, 0.0), math.nextafter(iou, 1.0), 0.5):
+        want = reference.nms(boxes, scores, thr)
+        assert torch.equal(ext_nms(boxes, scores, thr), want), thr
+        assert torch.equal(want, torchvision.ops.nms(boxes, scores, thr)), thr
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_nms_half_precision_computes_in_fp32(dtype):
+    boxes, scores = clustered_boxes(3000, seed=7, extent=400.0, quantum=0.25)
+    b, s = boxes.to(dtype), scores.to(dtype)
+    got = ext_nms(b, s, 0.5)
+    assert torch.equal(got, reference.nms(b, s, 0.5))
+    assert torch.equal(ops.nms(*cu(b, s), 0.5).cpu(), got)
+
+
+def test_nms_through_the_api_on_cuda():
+    boxes, scores = clustered_boxes(2000, seed=8)
+    keep = ops.nms(*cu(boxes, scores), 0.5)
+    assert keep.device.type == "cuda"
+    assert torch.equal(keep.cpu(), reference.nms(boxes, scores, 0.5))
+
+
+def test_nms_100k_boxes():
+    boxes, scores = clustered_boxes(100_000, seed=9)
+    got = ext_nms(boxes, scores, 0.5)
+    assert torch.equal(got, torchvision.ops.nms(*cu(boxes, scores), 0.5).cpu())
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.get_device_properties(0).total_memory < 48 * 2**30,
+    reason="needs a GPU with >= 48 GiB (the 64x64-bit mask of 400k boxes takes 20 GB)",
+)
+def test_nms_400k_boxes_uses_the_global_memory_bitset():
+    # 500 disjoint clusters of 800 identical boxes: each cluster keeps its best box only.
+    # 400k boxes need 6250 words of `removed`, more than shared memory holds.
+    clusters, per = 500, 800
+    k = torch.arange(clusters).repeat_interleave(per)
+    x, y = (k % 25).float() * 40, (k // 25).float() * 40
+    boxes = torch.stack([x, y, x + 30, y + 30], 1)
+    scores = torch.randperm(clusters * per, generator=torch.Generator().manual_seed(0)).float()
+    best = torch.full((clusters,), -1.0).scatter_reduce(0, k, scores, "amax")
+    want = torch.nonzero(scores == best[k]).squeeze(1)
+    want = want[torch.sort(scores[want], descending=True).indices]
+    got = ext_nms(boxes, scores, 0.5)
+    assert torch.equal(got, want)
+    torch.cuda.empty_cache()
+
+
+# ------------------------------------------------------------------------ batched_nms
+
+
+@pytest.mark.parametrize("n", [0, 1, 50, 999, 1001, 5000, 20000])
+@pytest.mark.parametrize("classes", [1, 3, 80])
+def test_batched_nms_matches_reference_and_torchvision(n, classes):
+    # coordinates are multiples of 1/16 in [0, 1000], scores unique: torchvision's
+    # coordinate-offset trick is exact and its sort order unambiguous
+    boxes, scores = clustered_boxes(n, seed=n + classes)
+    idxs = torch.randint(0, classes, (n,), generator=torch.Generator().manual_seed(n))
+    for thr in (0.3, 0.5):
+        got = ext_batched(boxes, scores, idxs, thr)
+        assert torch.equal(got, reference.batched_nms(boxes, scores, idxs, thr)), thr
+        assert torch.equal(got, torchvision.ops.batched_nms(*cu(boxes, scores, idxs), thr).cpu()), thr
+
+
+def test_batched_nms_adversarial():
+    boxes, _ = clustered_boxes(2000, seed=11)
+    g = torch.Generator().manual_seed(12)
+    idxs = torch.randint(0, 80, (2000,), generator=g)
+    for b in (boxes, boxes * 100 + 1e5, boxes - 500):
+        scores = torch.rand(2000, generator=g)
+        got = ext_batched(b, scores, idxs, 0.5)
+        assert torch.equal(got, reference.batched_nms(b, scores, idxs, 0.5))
+        assert torch.equal(got, torchvision.ops.boxes._batched_nms_vanilla(b, scores, idxs, 0.5))
+    tied = torch.randint(0, 3, (2000,), generator=g).float()
+    assert torch.equal(ext_batched(boxes, tied, idxs, 0.5), reference.batched_nms(boxes, tied, idxs, 0.5))
+    # the same box in every class: nothing is suppressed across classes
+    same = torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(5, 1)
+    assert ext_batched(same, torch.tensor([0.1, 0.5, 0.3, 0.9, 0.2]), torch.arange(5), 0.1).tolist() == [3, 1, 2, 4, 0]
+    # int32 categories, and huge category ids
+    assert torch.equal(ext_batched(boxes, tied, idxs.int(), 0.5), reference.batched_nms(boxes, tied, idxs, 0.5))
+    big = idxs * 10**12
+    assert torch.equal(ext_batched(boxes, tied, big, 0.5), reference.batched_nms(boxes, tied, big, 0.5))
+
+
+# ------------------------------------------------------------------------ yolo_decode
+
+
+@pytest.mark.parametrize(
+    "dtype,rtol,atol",
+    [(torch.float32, 1e-5, 1e-4), (torch.float16, 2e-3, 1e-3), (torch.bfloat16, 1.6e-2, 1e-2)],
+)
+@pytest.mark.parametrize("shape", [(3, 3, 7, 13, 17), (2, 3, 80, 20, 20), (1, 1, 1, 1, 1), (2, 2, 40, 33, 5)])
+def test_yolo_decode_matches_reference(dtype, rtol, atol, shape):
+    bsz, a, c, h, w = shape
+    g = torch.Generator().manual_seed(sum(shape))
+    pred = (torch.randn(bsz, a * (5 + c), h, w, generator=g) * 3).to(dtype)
+    anchors = torch.rand(a, 2, generator=g) * 300 + 5
+    got = torch.ops.zoo.yolo_decode(*cu(pred, anchors), 16.0)
+    assert got.dtype == dtype and got.device.type == "cuda" and got.shape == (bsz, a * h * w, 5 + c)
+    want = reference.yolo_decode(pred, anchors, 16.0)  # CPU, same inputs
+    torch.testing.assert_close(got.cpu().float(), want.float(), rtol=rtol, atol=atol)
+    # and the reference run on CUDA
+    torch.testing.assert_close(got, reference.yolo_decode(*cu(pred, anchors), 16.0), rtol=rtol, atol=atol)
+
+
+def test_yolo_decode_realistic_maps_through_the_api():
+    maps = yolo_maps(batch=2, size=320, num_classes=80, seed=2)
+    for p, anc, s in zip(maps, COCO_ANCHORS, STRIDES):
+        got = ops.yolo_decode(*cu(p, anc), s)
+        torch.testing.assert_close(got.cpu(), reference.yolo_decode(p, anc, s), rtol=1e-5, atol=1e-4)
+
+
+# ------------------------------------------------------------------------ yolo_postprocess
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+@pytest.mark.parametrize(
+    "setting",
+    [dict(), dict(conf=0.5, iou=0.3), dict(max_det=5), dict(max_nms=40), dict(conf=0.99), dict(conf=0.0, max_nms=500)],
+)
+def test_yolo_postprocess_matches_reference(multi_label, setting):
+    maps = yolo_maps(batch=3, size=320, num_classes=20, positives=150, seed=5)
+    got = torch.ops.zoo.yolo_postprocess(*_post_args(maps, multi_label=multi_label, device=CUDA, **setting))
+    assert all(t.device.type == "cuda" for t in got)
+    want = reference.yolo_postprocess(*_post_args(maps, multi_label=multi_label, **setting))
+    _assert_same_detections(got, want)
+    image, scores = got[3].cpu(), got[1].cpu()
+    assert torch.all(image[:-1] <= image[1:])
+    same = image[:-1] == image[1:]
+    assert torch.all(scores[:-1][same] >= scores[1:][same])
+    if "max_det" in setting:
+        assert torch.bincount(image).max() <= setting["max_det"]
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_yolo_postprocess_realistic_640(multi_label):
+    maps = yolo_maps(batch=4, size=640, num_classes=80, positives=300, seed=6)
+    maps[0][1] = -30.0  # image 1: no objectness anywhere
+    maps[1][1] = -30.0
+    maps[2][1] = -30.0
+    got = torch.ops.zoo.yolo_postprocess(*_post_args(maps, multi_label=multi_label, device=CUDA))
+    want = reference.yolo_postprocess(*_post_args(maps, multi_label=multi_label))
+    _assert_same_detections(got, want)
+    assert 1 not in got[3].tolist() and got[0].shape[0] > 100
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_yolo_postprocess_half_inputs(dtype):
+    maps = [m.to(dtype) for m in yolo_maps(batch=2, size=256, num_classes=5, seed=8)]
+    got = torch.ops.zoo.yolo_postprocess(*_post_args(maps, device=CUDA))
+    _assert_same_detections(got, reference.yolo_postprocess(*_post_args(maps)))
+
+
+def test_yolo_postprocess_single_scale_single_class():
+    maps = yolo_maps(batch=2, size=64, num_classes=1, positives=20, seed=10)[2:]
+    args = ([maps[0]], [COCO_ANCHORS[2]], [32.0], 0.1, 0.45, 300, 30000, False)
+    got = torch.ops.zoo.yolo_postprocess([maps[0].to(CUDA)], [COCO_ANCHORS[2].to(CUDA)], *args[2:])
+    _assert_same_detections(got, reference.yolo_postprocess(*args))
+
+
+def test_yolo_postprocess_api_on_cuda():
+    maps = yolo_maps(batch=3, size=256, num_classes=3, positives=60, seed=9)
+    dets = ops.yolo_postprocess(cu(*maps), COCO_ANCHORS.to(CUDA), STRIDES, conf_threshold=0.3, iou_threshold=0.5)
+    boxes, scores, labels, image = reference.yolo_postprocess(*_post_args(maps, conf=0.3, iou=0.5))
+    assert len(dets) == 3
+    for b, d in enumerate(dets):
+        sel = image == b
+        assert d["boxes"].device.type == "cuda"
+        assert torch.equal(d["labels"].cpu(), labels[sel])
+        torch.testing.assert_close(d["scores"].cpu(), scores[sel], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(d["boxes"].cpu(), boxes[sel], rtol=1e-5, atol=1e-3)
+
+
+# ------------------------------------------------------------------------ opcheck / streams / devices
+
+
+def test_opcheck_every_op_on_cuda():
+    boxes, scores = cu(*clustered_boxes(300, seed=1))
+    idxs = torch.randint(0, 5, (300,)).to(CUDA)
+    torch.library.opcheck(torch.ops.zoo.nms.default, (boxes, scores, 0.5))
+    torch.library.opcheck(torch.ops.zoo.batched_nms.default, (boxes, scores, idxs, 0.5))
+    maps = yolo_maps(batch=2, size=96, num_classes=4, positives=10, seed=3)
+    torch.library.opcheck(torch.ops.zoo.yolo_decode.default, (maps[0].to(CUDA), COCO_ANCHORS[0].to(CUDA), 8.0))
+    torch.library.opcheck(torch.ops.zoo.yolo_postprocess.default, _post_args(maps, max_det=50, device=CUDA))
+    torch.library.opcheck(
+        torch.ops.zoo.yolo_postprocess.default, _post_args(maps, max_det=50, multi_label=True, device=CUDA)
+    )
+
+
+def test_non_default_stream():
+    boxes, scores = cu(*clustered_boxes(5000, seed=13))
+    idxs = torch.randint(0, 10, (5000,)).to(CUDA)
+    maps = [m.to(CUDA) for m in yolo_maps(batch=2, size=320, num_classes=20, positives=100, seed=14)]
+    anchors = [a.to(CUDA) for a in COCO_ANCHORS.unbind(0)]
+
+    def run(b, m):
+        return (
+            torch.ops.zoo.nms(b, scores, 0.5),
+            torch.ops.zoo.batched_nms(b, scores, idxs, 0.5),
+            torch.ops.zoo.yolo_decode(m[0], anchors[0], 8.0),
+            *torch.ops.zoo.yolo_postprocess(m, anchors, STRIDES, 0.25, 0.45, 300, 30000, False),
+        )
+
+    want = run(boxes, maps)
+    torch.cuda.synchronize()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        # The inputs are produced on `stream` behind a long sleep: a kernel launched on
+        # another stream would read them before they exist.
+        torch.cuda._sleep(50_000_000)
+        b = boxes * 1.0
+        m = [x * 1.0 for x in maps]
+        got = run(b, m)
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.cuda.synchronize()
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_second_device():
+    dev = torch.device("cuda", 1)
+    boxes, scores = clustered_boxes(3000, seed=15)
+    with torch.cuda.device(0):
+        keep = torch.ops.zoo.nms(boxes.to(dev), scores.to(dev), 0.5)
+    assert keep.device == dev
+    assert torch.equal(keep.cpu(), reference.nms(boxes, scores, 0.5))
