@@ -29,6 +29,16 @@
 //   Candidates are stably sorted by score descending, capped at max_nms, reduced by
 //   batched_nms on their labels, and capped at max_det. Output rows are grouped by
 //   image (ascending), each image's rows in descending score order.
+//
+// squeeze_excite(x[N,C,H,W], w1[Cr,C], b1[Cr], w2[C,Cr], b2[C], gate) -> y[N,C,H,W]
+//   s = mean over H,W of x; z = relu(w1 s + b1); u = w2 z + b2; g = gate(u);
+//   y = x * g (per sample and channel). gate: "sigmoid" or "hard_sigmoid"
+//   (relu6(u + 3) / 6). fp32/fp16/bf16 accumulate in fp32, fp64 in fp64; x may be
+//   NCHW-contiguous or channels_last and y has x's layout and dtype. Weights may be in
+//   any floating dtype; they are used in the accumulation type.
+// squeeze_excite_backward(grad_y, x, w1, b1, w2, b2, gate) -> (dx, dw1, db1, dw2, db2)
+//   The gradients of squeeze_excite; dx in x's layout, each weight grad in its dtype.
+//   hard_sigmoid's derivative is 1/6 on the open interval (-3, 3) and 0 elsewhere (torch's).
 #include <torch/library.h>
 
 TORCH_LIBRARY(zoo, m) {
@@ -38,4 +48,8 @@ TORCH_LIBRARY(zoo, m) {
   m.def(
       "yolo_postprocess(Tensor[] preds, Tensor[] anchors, float[] strides, float conf_threshold, "
       "float iou_threshold, int max_det, int max_nms, bool multi_label) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("squeeze_excite(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, str gate) -> Tensor");
+  m.def(
+      "squeeze_excite_backward(Tensor grad_y, Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, str gate) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }

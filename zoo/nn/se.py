@@ -3,15 +3,19 @@
 ``y = x * gate(W2 · relu(W1 · mean_hw(x) + b1) + b2)``
 
 The two FC layers are kept as 1x1 convolutions named ``fc1`` / ``fc2`` so that
-timm's ``se.fc1`` / ``se.fc2`` parameters load as they are.
+timm's ``se.fc1`` / ``se.fc2`` parameters load as they are; the forward pass runs
+the fused op :func:`zoo.ops.squeeze_excite` (the C++/CUDA kernel, or its pure-torch
+fallback when the extension is not there).
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-GATES = ("sigmoid", "hard_sigmoid")
+from ..ops import squeeze_excite
+from ..ops.reference import SE_GATES
+
+GATES = SE_GATES
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
@@ -45,7 +49,7 @@ class SEBlock(nn.Module):
         rd_divisor: int = 8,
     ) -> None:
         super().__init__()
-        if gate not in GATES:
+        if gate not in GATES:  # (the op checks too; fail at construction, not at the first forward)
             raise ValueError(f"gate: expected one of {GATES}, got {gate!r}")
         if rd_channels is None:
             rd_channels = make_divisible(channels / reduction, rd_divisor, round_limit=0.0)
@@ -56,10 +60,11 @@ class SEBlock(nn.Module):
         self.fc2 = nn.Conv2d(rd_channels, channels, 1, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.mean((2, 3), keepdim=True)
-        s = self.fc2(F.relu(self.fc1(s)))
-        s = torch.sigmoid(s) if self.gate == "sigmoid" else F.hardsigmoid(s)
-        return x * s
+        """``[N, C, H, W] -> [N, C, H, W]``."""
+        c, r = self.channels, self.rd_channels
+        return squeeze_excite(
+            x, self.fc1.weight.reshape(r, c), self.fc1.bias, self.fc2.weight.reshape(c, r), self.fc2.bias, self.gate
+        )
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, rd_channels={self.rd_channels}, gate={self.gate!r}"

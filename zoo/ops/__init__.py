@@ -9,6 +9,7 @@ device, or ``ZOO_OPS=torch`` is set. :func:`backend` says which one runs.
   (stable descending sort; suppress when IoU > threshold; per-category for batched).
 * :func:`yolo_decode`: darknet box decode of one YOLO output map.
 * :func:`yolo_postprocess`: decode + score + threshold + cap + class-aware NMS, fused.
+* :func:`squeeze_excite`: the Squeeze-and-Excitation block, forward and backward fused.
 
 Kernels accept fp32 / fp16 / bf16 (fp64 is computed in fp32) and compute in fp32.
 """
@@ -23,7 +24,7 @@ from torch import Tensor
 from . import _ext, reference
 from ._ext import backend
 
-__all__ = ["backend", "batched_nms", "nms", "yolo_decode", "yolo_postprocess", "reference"]
+__all__ = ["backend", "batched_nms", "nms", "squeeze_excite", "yolo_decode", "yolo_postprocess", "reference"]
 
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -262,10 +263,72 @@ def yolo_postprocess(
     ]
 
 
+# ----------------------------------------------------------------------------- Squeeze-and-Excitation
+
+
+def squeeze_excite(
+    x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, gate: str = "sigmoid"
+) -> Tensor:
+    """Squeeze-and-Excitation: ``y = x * gate(w2 @ relu(w1 @ mean_hw(x) + b1) + b2)``.
+
+    Args:
+        x: ``[N, C, H, W]`` (NCHW-contiguous, channels_last or strided), fp32/fp16/bf16/fp64.
+        w1: ``[Cr, C]``, b1: ``[Cr]``: the squeeze FC. w2: ``[C, Cr]``, b2: ``[C]``: the excite FC.
+        gate: ``"sigmoid"`` or ``"hard_sigmoid"`` (``relu6(u + 3) / 6``).
+
+    Returns:
+        ``y`` like ``x`` (channels_last stays channels_last). Differentiable in x and every
+        weight through the fused backward kernel.
+    """
+    x = _tensor(x, "x", 4)
+    if not x.is_floating_point():
+        raise ValueError(f"x: expected a floating-point tensor, got {x.dtype}")
+    c = x.shape[1]
+    w1, b1, w2, b2 = (_tensor(t, n, d) for t, n, d in ((w1, "w1", 2), (b1, "b1", 1), (w2, "w2", 2), (b2, "b2", 1)))
+    for t, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2")):
+        if not t.is_floating_point():
+            raise ValueError(f"{n}: expected a floating-point tensor, got {t.dtype}")
+    cr = w1.shape[0]
+    if w1.shape[1] != c or cr < 1:
+        raise ValueError(f"w1: expected shape [Cr, C={c}] with Cr >= 1, got {tuple(w1.shape)}")
+    if b1.shape[0] != cr:
+        raise ValueError(f"b1: expected shape [Cr={cr}], got {tuple(b1.shape)}")
+    if tuple(w2.shape) != (c, cr):
+        raise ValueError(f"w2: expected shape [C={c}, Cr={cr}], got {tuple(w2.shape)}")
+    if b2.shape[0] != c:
+        raise ValueError(f"b2: expected shape [C={c}], got {tuple(b2.shape)}")
+    _same_device(x, "x", w1=w1, b1=b1, w2=w2, b2=b2)
+    if gate not in reference.SE_GATES:
+        raise ValueError(f"gate: expected one of {reference.SE_GATES}, got {gate!r}")
+    if _ext.has_kernel("squeeze_excite", x.device):
+        return torch.ops.zoo.squeeze_excite(x, w1, b1, w2, b2, gate)
+    return reference.squeeze_excite(x, w1, b1, w2, b2, gate)
+
+
+def _dense_like(x: Tensor) -> Tensor:
+    """An empty tensor in the layout the SE kernels return for ``x``: channels_last when x
+    is channels_last (and not also NCHW-contiguous), else NCHW-contiguous."""
+    cl = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.empty_like(x, memory_format=torch.channels_last if cl else torch.contiguous_format)
+
+
+def _se_setup_context(ctx, inputs, output) -> None:
+    x, w1, b1, w2, b2, gate = inputs
+    ctx.save_for_backward(x, w1, b1, w2, b2)
+    ctx.gate = gate
+
+
+def _se_backward(ctx, grad_y):
+    x, w1, b1, w2, b2 = ctx.saved_tensors
+    dx, dw1, db1, dw2, db2 = torch.ops.zoo.squeeze_excite_backward(grad_y, x, w1, b1, w2, b2, ctx.gate)
+    return dx, dw1, db1, dw2, db2, None
+
+
 # ----------------------------------------------------------------------------- fake kernels
 
 
-def _register_fakes() -> None:
+def _register_python_kernels() -> None:
+    """Fake (meta) kernels for torch.compile, and the autograd formula of squeeze_excite."""
     @torch.library.register_fake("zoo::nms")
     def _nms_fake(boxes, scores, iou_threshold):
         n = torch.library.get_ctx().new_dynamic_size()
@@ -295,5 +358,16 @@ def _register_fakes() -> None:
         )
 
 
+    @torch.library.register_fake("zoo::squeeze_excite")
+    def _squeeze_excite_fake(x, w1, b1, w2, b2, gate):
+        return _dense_like(x)
+
+    @torch.library.register_fake("zoo::squeeze_excite_backward")
+    def _squeeze_excite_backward_fake(grad_y, x, w1, b1, w2, b2, gate):
+        return _dense_like(x), torch.empty_like(w1), torch.empty_like(b1), torch.empty_like(w2), torch.empty_like(b2)
+
+    torch.library.register_autograd("zoo::squeeze_excite", _se_backward, setup_context=_se_setup_context)
+
+
 if _ext.available():
-    _register_fakes()
+    _register_python_kernels()

@@ -1,0 +1,126 @@
+"""Fused Squeeze-and-Excitation op vs an eager nn.Module SE with the same weights.
+
+    python benchmarks/bench_se.py [--device cpu|cuda] [--repeats 30]
+
+For each shape (fp32): forward time (no grad) and forward+backward time (x and the
+weights require grad; backward of a random dy) of
+
+* eager: ``x * sigmoid(fc2(relu(fc1(x.mean((2, 3), keepdim=True)))))`` with 1x1 conv FCs,
+  as timm / torchvision write it;
+* fused: ``zoo.ops.squeeze_excite`` (the C++/CUDA kernel),
+
+"speedup" is eager time / fused time (higher is better; targets: forward >= 1.4x and
+forward+backward >= 1.3x on the CPU, forward >= 1.5x on a GPU). "GB/s" is the fused
+forward's read of x plus write of y (the 2-pass memory floor: no SE can move less)
+divided by its time; "copy GB/s" is the same traffic for ``y.copy_(x)`` measured in
+the same run, the machine's practical ceiling for it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import zoo.ops as ops  # noqa: E402
+
+SHAPES = [(32, 64, 56, 56), (32, 256, 28, 28), (32, 512, 14, 14), (8, 1024, 7, 7), (1, 256, 28, 28)]
+
+
+class EagerSE(nn.Module):
+    def __init__(self, c: int, r: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(c, r, 1)
+        self.fc2 = nn.Conv2d(r, c, 1)
+
+    def forward(self, x):
+        s = x.mean((2, 3), keepdim=True)
+        return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(s))))
+
+
+def timed_pair(fn_a, fn_b, device: torch.device, repeats: int) -> tuple[float, float]:
+    """Median wall times of ``fn_a()`` and ``fn_b()``, run alternately so that both see
+    the same machine noise."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(3):
+        fn_a(), fn_b()
+    sync()
+    ta, tb = [], []
+    for _ in range(repeats):
+        for fn, out in ((fn_a, ta), (fn_b, tb)):
+            t = time.perf_counter()
+            fn()
+            sync()
+            out.append(time.perf_counter() - t)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("bench_se: --device cuda but no GPU is visible", file=sys.stderr)
+        return 2
+    print(f"squeeze_excite on {device} (backend: {ops.backend(device)}), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, fp32")
+    fwd_target, bwd_target = (1.4, 1.3) if device.type == "cpu" else (1.5, None)
+
+    head = (f"{'shape':<20} {'eager fwd ms':>12} {'fused fwd ms':>12} {'speedup':>8} "
+            f"{'eager f+b ms':>12} {'fused f+b ms':>12} {'speedup':>8} {'GB/s':>7} {'copy GB/s':>9}")
+    print(head)
+    missed = 0
+    for shape in SHAPES:
+        n, c, h, w = shape
+        r = max(8, c // 16)
+        torch.manual_seed(0)
+        eager = EagerSE(c, r).to(device)
+        x = torch.randn(shape, device=device)
+        dy = torch.randn(shape, device=device)
+        params = (eager.fc1.weight.view(r, c), eager.fc1.bias, eager.fc2.weight.view(c, r), eager.fc2.bias)
+
+        def fused_fwd():
+            return ops.squeeze_excite(x, *params)
+
+        with torch.no_grad():
+            torch.testing.assert_close(fused_fwd(), eager(x), rtol=1e-4, atol=1e-5)
+            t_eager, t_fused = timed_pair(lambda: eager(x), fused_fwd, device, args.repeats)
+            y = torch.empty_like(x)
+            t_copy, _ = timed_pair(lambda: y.copy_(x), lambda: None, device, args.repeats)
+
+        xg = x.clone().requires_grad_(True)
+
+        def eager_fb():
+            eager.zero_grad(set_to_none=True)
+            xg.grad = None
+            eager(xg).backward(dy)
+
+        def fused_fb():
+            eager.zero_grad(set_to_none=True)
+            xg.grad = None
+            ops.squeeze_excite(xg, eager.fc1.weight.view(r, c), eager.fc1.bias, eager.fc2.weight.view(c, r),
+                               eager.fc2.bias).backward(dy)
+
+        t_eager_fb, t_fused_fb = timed_pair(eager_fb, fused_fb, device, args.repeats)
+        gbytes = 2 * x.numel() * x.element_size() / 1e9
+        s_f, s_fb = t_eager / t_fused, t_eager_fb / t_fused_fb
+        missed += s_f < fwd_target
+        missed += bwd_target is not None and s_fb < bwd_target
+        print(f"{str(shape):<20} {t_eager * 1e3:12.3f} {t_fused * 1e3:12.3f} {s_f:7.2f}x "
+              f"{t_eager_fb * 1e3:12.3f} {t_fused_fb * 1e3:12.3f} {s_fb:7.2f}x "
+              f"{gbytes / t_fused:7.1f} {gbytes / t_copy:9.1f}")
+    tgt = f"forward >= {fwd_target}x" + (f", forward+backward >= {bwd_target}x" if bwd_target else "")
+    print(f"targets: {tgt}; {missed} missed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,609 @@
+// CPU kernels: fused Squeeze-and-Excitation, forward and backward.
+//
+//   s = mean_hw(x)   h = W1 s + b1   z = relu(h)   u = W2 z + b2   g = gate(u)   y = x * g
+//
+// Eager torch reads x twice (the mean, then the product). Here one sample's C x H x W
+// slab is handled at a time: the pool pass brings it into cache, the two small FCs
+// run on the pooled vector, and the scale pass re-reads the slab from cache, so DRAM
+// sees one read and one write of x. The backward pass is fused the same way: pass 1
+// reads dy and x once and accumulates sum(x) and sum(dy * x) per channel, the FCs are
+// recomputed and differentiated on those vectors, and pass 2 writes
+// dx = dy * g + ds / HW from dy that is still in cache. Weight gradients are summed
+// over samples with one small matrix product each at the end.
+//
+// Samples are spread over threads; a batch smaller than the thread count is split
+// over channels instead. Contiguous NCHW and channels_last (NHWC) are both handled
+// in place; fp32 / fp16 / bf16 accumulate in fp32 and fp64 in fp64.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "vec.h"
+
+namespace zoo {
+namespace cpu {
+namespace {
+
+enum class Gate { kSigmoid, kHardSigmoid };
+
+Gate parse_gate(const std::string& gate) {
+  if (gate == "sigmoid") return Gate::kSigmoid;
+  if (gate == "hard_sigmoid") return Gate::kHardSigmoid;
+  TORCH_CHECK(false, "zoo::squeeze_excite: gate must be 'sigmoid' or 'hard_sigmoid', got '", gate, "'");
+}
+
+// ---------------------------------------------------------------- fp32 inner loops
+
+// Sums keep kLanes independent partial sums (4 AVX2 registers), so the adds are not
+// serialised on their latency, then fold them pairwise (vector adds, not a scalar chain).
+constexpr int kLanes = 32;
+constexpr int kLanes8 = 8;
+
+template <int L>
+inline float fold(float* acc) {
+  for (int w = L / 2; w >= 1; w /= 2) {
+    for (int k = 0; k < w; ++k) acc[k] += acc[k + w];
+  }
+  return acc[0];
+}
+
+// Long rows use 32 partial sums (hides the add latency), short ones 8 (a cheap fold).
+inline float row_sum(const float* __restrict x, int64_t n) {
+  int64_t i = 0;
+  float s;
+  if (n >= 4 * kLanes) {
+    float acc[kLanes] = {0.f};
+    for (; i + kLanes <= n; i += kLanes) {
+      for (int k = 0; k < kLanes; ++k) acc[k] += x[i + k];
+    }
+    s = fold<kLanes>(acc);
+  } else {
+    float acc[kLanes8] = {0.f};
+    for (; i + kLanes8 <= n; i += kLanes8) {
+      for (int k = 0; k < kLanes8; ++k) acc[k] += x[i + k];
+    }
+    s = fold<kLanes8>(acc);
+  }
+  for (; i < n; ++i) s += x[i];
+  return s;
+}
+
+inline void row_sum_dot(const float* __restrict x, const float* __restrict dy, int64_t n, float* sx, float* sdx) {
+  int64_t i = 0;
+  float a, d;
+  if (n >= 4 * kLanes) {
+    float ax[kLanes] = {0.f}, ad[kLanes] = {0.f};
+    for (; i + kLanes <= n; i += kLanes) {
+      for (int k = 0; k < kLanes; ++k) {
+        ax[k] += x[i + k];
+        ad[k] += dy[i + k] * x[i + k];
+      }
+    }
+    a = fold<kLanes>(ax), d = fold<kLanes>(ad);
+  } else {
+    float ax[kLanes8] = {0.f}, ad[kLanes8] = {0.f};
+    for (; i + kLanes8 <= n; i += kLanes8) {
+      for (int k = 0; k < kLanes8; ++k) {
+        ax[k] += x[i + k];
+        ad[k] += dy[i + k] * x[i + k];
+      }
+    }
+    a = fold<kLanes8>(ax), d = fold<kLanes8>(ad);
+  }
+  for (; i < n; ++i) a += x[i], d += dy[i] * x[i];
+  *sx = a;
+  *sdx = d;
+}
+
+// Sums of four rows at once, 8 lanes each: four independent add chains hide the add
+// latency on short rows, and each fold is only 3 levels.
+inline void row_sums4(const float* __restrict x, int64_t len, float* __restrict out) {
+  float a0[kLanes8] = {0.f}, a1[kLanes8] = {0.f}, a2[kLanes8] = {0.f}, a3[kLanes8] = {0.f};
+  const float *x0 = x, *x1 = x + len, *x2 = x + 2 * len, *x3 = x + 3 * len;
+  int64_t i = 0;
+  for (; i + kLanes8 <= len; i += kLanes8) {
+    for (int k = 0; k < kLanes8; ++k) {
+      a0[k] += x0[i + k];
+      a1[k] += x1[i + k];
+      a2[k] += x2[i + k];
+      a3[k] += x3[i + k];
+    }
+  }
+  float s0 = fold<kLanes8>(a0), s1 = fold<kLanes8>(a1), s2 = fold<kLanes8>(a2), s3 = fold<kLanes8>(a3);
+  for (; i < len; ++i) s0 += x0[i], s1 += x1[i], s2 += x2[i], s3 += x3[i];
+  out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
+}
+
+// NCHW: sums of `rows` consecutive planes of `len` values (one call per sample slab).
+ZOO_VECTOR_CLONES
+void plane_sums_f32(const float* __restrict x, int64_t rows, int64_t len, float* __restrict out) {
+  int64_t r = 0;
+  if (len < 4 * kLanes) {
+    for (; r + 4 <= rows; r += 4) row_sums4(x + r * len, len, out + r);
+  }
+  for (; r < rows; ++r) out[r] = row_sum(x + r * len, len);
+}
+
+ZOO_VECTOR_CLONES
+void plane_sums_dots_f32(const float* __restrict x, const float* __restrict dy, int64_t rows, int64_t len,
+                         float* __restrict sx, float* __restrict sdx) {
+  for (int64_t r = 0; r < rows; ++r) row_sum_dot(x + r * len, dy + r * len, len, sx + r, sdx + r);
+}
+
+// NCHW: out[r, :] = in[r, :] * g[r] (+ b[r]).
+ZOO_VECTOR_CLONES
+void plane_scale_f32(const float* __restrict in, const float* __restrict g, const float* __restrict b, int64_t rows,
+                     int64_t len, float* __restrict out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = in + r * len;
+    float* dst = out + r * len;
+    const float gr = g[r];
+    if (b) {
+      const float br = b[r];
+      for (int64_t i = 0; i < len; ++i) dst[i] = src[i] * gr + br;
+    } else {
+      for (int64_t i = 0; i < len; ++i) dst[i] = src[i] * gr;
+    }
+  }
+}
+
+ZOO_VECTOR_CLONES
+float dot_f32(const float* __restrict a, const float* __restrict b, int64_t n) {
+  int64_t i = 0;
+  float s;
+  if (n >= 4 * kLanes) {
+    float acc[kLanes] = {0.f};
+    for (; i + kLanes <= n; i += kLanes) {
+      for (int k = 0; k < kLanes; ++k) acc[k] += a[i + k] * b[i + k];
+    }
+    s = fold<kLanes>(acc);
+  } else {
+    float acc[kLanes8] = {0.f};
+    for (; i + kLanes8 <= n; i += kLanes8) {
+      for (int k = 0; k < kLanes8; ++k) acc[k] += a[i + k] * b[i + k];
+    }
+    s = fold<kLanes8>(acc);
+  }
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// y += a * x
+ZOO_VECTOR_CLONES
+void axpy_f32(float a, const float* __restrict x, float* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+// channels_last rows: one pixel's C values
+ZOO_VECTOR_CLONES
+void add_row_f32(const float* __restrict x, float* __restrict acc, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) acc[i] += x[i];
+}
+
+ZOO_VECTOR_CLONES
+void add_rows_f32(const float* __restrict x, const float* __restrict dy, float* __restrict ax,
+                  float* __restrict adx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    ax[i] += x[i];
+    adx[i] += dy[i] * x[i];
+  }
+}
+
+ZOO_VECTOR_CLONES
+void mul_row_f32(const float* __restrict x, const float* __restrict g, float* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * g[i];
+}
+
+ZOO_VECTOR_CLONES
+void mul_add_row_f32(const float* __restrict dy, const float* __restrict g, const float* __restrict b,
+                     float* __restrict dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * g[i] + b[i];
+}
+
+// g[i] = gate(u[i]) for fp32. sigmoid needs exp, and a libm call per channel would
+// cost more than the FCs, so exp is evaluated inline (branch-free, vectorised): with
+// k = round(x / ln 2) and r = x - k ln 2 (ln 2 split in two for exactness), exp(x) =
+// 2^k * exp(r), exp(r) from Cephes' expf minimax polynomial (about 1 ulp).
+ZOO_VECTOR_CLONES
+void sigmoid_f32(const float* __restrict u, float* __restrict g, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    float x = -u[i];
+    x = x < -87.f ? -87.f : x;  // (two selects: a nested one is not if-converted)
+    x = x > 88.f ? 88.f : x;
+    const float k = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest
+    const float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
+    const float z = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const float e = p * z + r + 1.f;
+    const int32_t scale = (static_cast<int32_t>(k) + 127) << 23;  // 2^k
+    float two_k;
+    std::memcpy(&two_k, &scale, sizeof(two_k));
+    g[i] = 1.f / (1.f + e * two_k);
+  }
+}
+
+ZOO_VECTOR_CLONES
+void hard_sigmoid_f32(const float* __restrict u, float* __restrict g, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    float t = u[i] + 3.f;
+    t = t < 0.f ? 0.f : t;
+    t = t > 6.f ? 6.f : t;
+    g[i] = t / 6.f;
+  }
+}
+
+// ---------------------------------------------------------------- any-dtype loops
+
+template <typename T, typename A>
+void plane_sums_any(const T* x, const T* dy, int64_t rows, int64_t len, A* sx, A* sdx) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (dy) {
+      plane_sums_dots_f32(x, dy, rows, len, sx, sdx);
+    } else {
+      plane_sums_f32(x, rows, len, sx);
+    }
+  } else {
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* xr = x + r * len;
+      A a = 0, d = 0;
+      for (int64_t i = 0; i < len; ++i) {
+        const A xv = static_cast<A>(xr[i]);
+        a += xv;
+        if (dy) d += static_cast<A>(dy[r * len + i]) * xv;
+      }
+      sx[r] = a;
+      if (dy) sdx[r] = d;
+    }
+  }
+}
+
+template <typename T, typename A>
+void plane_scale_any(const T* in, const A* g, const A* b, int64_t rows, int64_t len, T* out) {
+  if constexpr (std::is_same_v<T, float>) {
+    plane_scale_f32(in, g, b, rows, len, out);
+  } else {
+    for (int64_t r = rows - 1; r >= 0; --r) {
+      const A br = b ? b[r] : A(0);
+      for (int64_t i = 0; i < len; ++i) {
+        out[r * len + i] = static_cast<T>(static_cast<A>(in[r * len + i]) * g[r] + br);
+      }
+    }
+  }
+}
+
+template <typename T, typename A>
+void add_row_any(const T* x, A* acc, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    add_row_f32(x, acc, n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<A>(x[i]);
+  }
+}
+
+template <typename T, typename A>
+void add_rows_any(const T* x, const T* dy, A* ax, A* adx, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    add_rows_f32(x, dy, ax, adx, n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const A xv = static_cast<A>(x[i]);
+      ax[i] += xv;
+      adx[i] += static_cast<A>(dy[i]) * xv;
+    }
+  }
+}
+
+template <typename T, typename A>
+void mul_row_any(const T* x, const A* g, T* y, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    mul_row_f32(x, g, y, n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = static_cast<T>(static_cast<A>(x[i]) * g[i]);
+  }
+}
+
+template <typename T, typename A>
+void mul_add_row_any(const T* dy, const A* g, const A* b, T* dx, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    mul_add_row_f32(dy, g, b, dx, n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dx[i] = static_cast<T>(static_cast<A>(dy[i]) * g[i] + b[i]);
+  }
+}
+
+template <typename A>
+A dot_any(const A* a, const A* b, int64_t n) {
+  if constexpr (std::is_same_v<A, float>) {
+    return dot_f32(a, b, n);
+  } else {
+    A s = 0;
+    for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+    return s;
+  }
+}
+
+template <typename A>
+void axpy_any(A a, const A* x, A* y, int64_t n) {
+  if constexpr (std::is_same_v<A, float>) {
+    axpy_f32(a, x, y, n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+  }
+}
+
+// ---------------------------------------------------------------- the small FCs
+
+// Weights in the accumulation type: W1 [Cr, C], b1 [Cr], W2t = W2^T [Cr, C], b2 [C]
+// (transposed once per call). Both matrices are Cr rows of length C, so every FC product
+// below is a dot product or an axpy over C contiguous values: vectorised, no short rows.
+template <typename A>
+struct Weights {
+  at::Tensor w1, b1, w2t, b2;
+  const A *W1, *B1, *W2t, *B2;
+  int64_t C, Cr;
+  Gate gate;
+};
+
+template <typename A>
+A gate_fn(Gate gate, A u) {
+  if (gate == Gate::kSigmoid) return A(1) / (A(1) + std::exp(-u));
+  return std::min(std::max(u + A(3), A(0)), A(6)) / A(6);
+}
+
+template <typename A>
+void gate_all(Gate gate, const A* u, A* g, int64_t n) {
+  if constexpr (std::is_same_v<A, float>) {
+    if (gate == Gate::kSigmoid) {
+      sigmoid_f32(u, g, n);
+    } else {
+      hard_sigmoid_f32(u, g, n);
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) g[i] = gate_fn(gate, u[i]);
+  }
+}
+
+// d gate / d u, from u and g = gate(u) (torch's conventions at the hard_sigmoid kinks)
+template <typename A>
+A gate_grad(Gate gate, A u, A g) {
+  if (gate == Gate::kSigmoid) return g * (A(1) - g);
+  return (u > A(-3) && u < A(3)) ? A(1) / A(6) : A(0);
+}
+
+// From the pooled mean s [C]: h [Cr] (pre-ReLU), z [Cr], u [C], g [C].
+template <typename A>
+void fc_forward(const Weights<A>& w, const A* s, A* h, A* z, A* u, A* g) {
+  std::copy(w.B2, w.B2 + w.C, u);
+  for (int64_t r = 0; r < w.Cr; ++r) {
+    h[r] = w.B1[r] + dot_any<A>(w.W1 + r * w.C, s, w.C);  // h = W1 s + b1
+    z[r] = h[r] > A(0) ? h[r] : A(0);
+    if (z[r] != A(0)) axpy_any<A>(z[r], w.W2t + r * w.C, u, w.C);  // u = W2 z + b2
+  }
+  gate_all(w.gate, u, g, w.C);
+}
+
+// Backward through the FCs of one sample. In: dg [C] = sum_hw dy * x, plus the forward
+// values. Out: du [C], dh [Cr] (for the weight gradients) and ds [C] = dL/ds.
+template <typename A>
+void fc_backward(const Weights<A>& w, const A* dg, const A* h, const A* u, const A* g, A* du, A* dh, A* ds) {
+  for (int64_t c = 0; c < w.C; ++c) du[c] = dg[c] * gate_grad(w.gate, u[c], g[c]);
+  std::fill(ds, ds + w.C, A(0));
+  for (int64_t r = 0; r < w.Cr; ++r) {
+    dh[r] = h[r] > A(0) ? dot_any<A>(w.W2t + r * w.C, du, w.C) : A(0);  // dz = W2^T du, through the ReLU
+    if (dh[r] != A(0)) axpy_any<A>(dh[r], w.W1 + r * w.C, ds, w.C);    // ds = W1^T dh
+  }
+}
+
+// ---------------------------------------------------------------- slab passes
+
+// Sums over H*W of channels [c0, c1) of sample n (x) -> sx[c] (and of dy * x -> sdx[c]).
+template <typename T, typename A>
+void pool_pass(const T* x, const T* dy, bool cl, int64_t n, int64_t C, int64_t HW, int64_t c0, int64_t c1, A* sx,
+               A* sdx) {
+  if (!cl) {
+    const int64_t off = (n * C + c0) * HW;
+    plane_sums_any<T, A>(x + off, dy ? dy + off : nullptr, c1 - c0, HW, sx + c0, sdx ? sdx + c0 : nullptr);
+    return;
+  }
+  std::fill(sx + c0, sx + c1, A(0));
+  if (dy) std::fill(sdx + c0, sdx + c1, A(0));
+  for (int64_t p = 0; p < HW; ++p) {
+    const int64_t off = (n * HW + p) * C + c0;
+    if (dy) {
+      add_rows_any<T, A>(x + off, dy + off, sx + c0, sdx + c0, c1 - c0);
+    } else {
+      add_row_any<T, A>(x + off, sx + c0, c1 - c0);
+    }
+  }
+}
+
+// out = in * g[c] (+ b[c]) over channels [c0, c1) of sample n.
+template <typename T, typename A>
+void scale_pass(const T* in, T* out, bool cl, int64_t n, int64_t C, int64_t HW, int64_t c0, int64_t c1, const A* g,
+                const A* b) {
+  if (!cl) {
+    const int64_t off = (n * C + c0) * HW;
+    plane_scale_any<T, A>(in + off, g + c0, b ? b + c0 : nullptr, c1 - c0, HW, out + off);
+    return;
+  }
+  for (int64_t p = 0; p < HW; ++p) {
+    const int64_t off = (n * HW + p) * C + c0;
+    if (b) {
+      mul_add_row_any<T, A>(in + off, g + c0, b + c0, out + off, c1 - c0);
+    } else {
+      mul_row_any<T, A>(in + off, g + c0, out + off, c1 - c0);
+    }
+  }
+}
+
+// Runs body(n, c0, c1) -> the pool pass, then mid(n) -> the FCs, then the scale pass, for
+// every sample: samples over threads, or channels over threads when the batch is small.
+template <typename Pool, typename Mid, typename Scale>
+void for_each_sample(int64_t N, int64_t C, int64_t HW, Pool pool, Mid mid, Scale scale) {
+  const int64_t threads = at::get_num_threads();
+  if (N >= threads || at::in_parallel_region()) {
+    at::parallel_for(0, N, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t n = lo; n < hi; ++n) {
+        pool(n, 0, C);
+        mid(n);
+        scale(n, 0, C);
+      }
+    });
+    return;
+  }
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(HW, 1));
+  for (int64_t n = 0; n < N; ++n) {
+    at::parallel_for(0, C, grain, [&](int64_t c0, int64_t c1) { pool(n, c0, c1); });
+    mid(n);
+    at::parallel_for(0, C, grain, [&](int64_t c0, int64_t c1) { scale(n, c0, c1); });
+  }
+}
+
+// ---------------------------------------------------------------- checks and setup
+
+bool channels_last(const at::Tensor& x) {
+  return !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+void check_args(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                const at::Tensor& b2) {
+  TORCH_CHECK(x.dim() == 4, "zoo::squeeze_excite: x must be [N, C, H, W], got ", x.sizes());
+  const int64_t C = x.size(1);
+  TORCH_CHECK(w1.dim() == 2 && w1.size(1) == C, "zoo::squeeze_excite: w1 must be [Cr, C]");
+  const int64_t Cr = w1.size(0);
+  TORCH_CHECK(b1.dim() == 1 && b1.size(0) == Cr, "zoo::squeeze_excite: b1 must be [Cr]");
+  TORCH_CHECK(w2.dim() == 2 && w2.size(0) == C && w2.size(1) == Cr, "zoo::squeeze_excite: w2 must be [C, Cr]");
+  TORCH_CHECK(b2.dim() == 1 && b2.size(0) == C, "zoo::squeeze_excite: b2 must be [C]");
+}
+
+template <typename A>
+Weights<A> make_weights(const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2,
+                        Gate gate) {
+  const auto dt = c10::CppTypeToScalarType<A>::value;
+  Weights<A> w;
+  w.w1 = w1.to(dt).contiguous(), w.b1 = b1.to(dt).contiguous();
+  w.w2t = w2.to(dt).t().contiguous(), w.b2 = b2.to(dt).contiguous();
+  w.W1 = w.w1.template data_ptr<A>(), w.B1 = w.b1.template data_ptr<A>();
+  w.W2t = w.w2t.template data_ptr<A>(), w.B2 = w.b2.template data_ptr<A>();
+  w.C = w1.size(1), w.Cr = w1.size(0), w.gate = gate;
+  return w;
+}
+
+// x as-is when contiguous in NCHW or channels_last, else an NCHW copy.
+at::Tensor dense(const at::Tensor& x) {
+  if (x.is_contiguous() || x.is_contiguous(at::MemoryFormat::ChannelsLast)) return x;
+  return x.contiguous();
+}
+
+at::Tensor se_forward_cpu(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                          const at::Tensor& b2, c10::string_view gate_name) {
+  check_args(x_in, w1, b1, w2, b2);
+  const Gate gate = parse_gate(std::string(gate_name));
+  const at::Tensor x = dense(x_in);
+  const bool cl = channels_last(x);
+  at::Tensor y = at::empty_like(x, cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+  const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
+  if (x.numel() == 0) return y;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "zoo_squeeze_excite", [&] {
+    using A = at::opmath_type<scalar_t>;
+    const Weights<A> w = make_weights<A>(w1, b1, w2, b2, gate);
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    scalar_t* yp = y.data_ptr<scalar_t>();
+    const int64_t Cr = w.Cr;
+    // per-sample scratch: s [C], h [Cr], z [Cr], u [C], g [C]
+    std::vector<A> scratch(N * (3 * C + 2 * Cr));
+    auto buf = [&](int64_t n) { return scratch.data() + n * (3 * C + 2 * Cr); };
+    const A inv_hw = A(1) / static_cast<A>(HW);
+    for_each_sample(
+        N, C, HW,
+        [&](int64_t n, int64_t c0, int64_t c1) {
+          pool_pass<scalar_t, A>(xp, nullptr, cl, n, C, HW, c0, c1, buf(n), nullptr);
+        },
+        [&](int64_t n) {
+          A* s = buf(n);
+          for (int64_t c = 0; c < C; ++c) s[c] *= inv_hw;
+          fc_forward(w, s, s + C, s + C + Cr, s + C + 2 * Cr, s + 2 * C + 2 * Cr);
+        },
+        [&](int64_t n, int64_t c0, int64_t c1) {
+          scale_pass<scalar_t, A>(xp, yp, cl, n, C, HW, c0, c1, buf(n) + 2 * C + 2 * Cr, nullptr);
+        });
+  });
+  return y;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backward_cpu(
+    const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
+    const at::Tensor& w2, const at::Tensor& b2, c10::string_view gate_name) {
+  check_args(x_in, w1, b1, w2, b2);
+  TORCH_CHECK(grad_in.sizes() == x_in.sizes(), "zoo::squeeze_excite_backward: grad_y must match x");
+  const Gate gate = parse_gate(std::string(gate_name));
+  at::Tensor x = dense(x_in);
+  const bool cl = channels_last(x);
+  const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const at::Tensor dy = grad_in.to(x.scalar_type()).contiguous(fmt);
+  at::Tensor dx = at::empty_like(x, fmt);
+  const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), Cr = w1.size(0);
+  at::Tensor dw1, db1, dw2, db2;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "zoo_squeeze_excite_backward", [&] {
+    using A = at::opmath_type<scalar_t>;
+    const auto adt = c10::CppTypeToScalarType<A>::value;
+    const Weights<A> w = make_weights<A>(w1, b1, w2, b2, gate);
+    // per-sample rows kept for the weight gradients: s [N,C], z [N,Cr], du [N,C], dh [N,Cr]
+    at::Tensor S = at::zeros({N, C}, x.options().dtype(adt)), Z = at::zeros({N, Cr}, S.options());
+    at::Tensor DU = at::zeros({N, C}, S.options()), DH = at::zeros({N, Cr}, S.options());
+    if (x.numel() > 0) {
+      const scalar_t* xp = x.data_ptr<scalar_t>();
+      const scalar_t* dyp = dy.data_ptr<scalar_t>();
+      scalar_t* dxp = dx.data_ptr<scalar_t>();
+      A *Sp = S.data_ptr<A>(), *Zp = Z.data_ptr<A>(), *DUp = DU.data_ptr<A>(), *DHp = DH.data_ptr<A>();
+      // per-sample scratch: sdx [C], h [Cr], u [C], g [C], ds/HW [C]
+      std::vector<A> scratch(N * (4 * C + Cr));
+      auto buf = [&](int64_t n) { return scratch.data() + n * (4 * C + Cr); };
+      const A inv_hw = A(1) / static_cast<A>(HW);
+      for_each_sample(
+          N, C, HW,
+          [&](int64_t n, int64_t c0, int64_t c1) {
+            pool_pass<scalar_t, A>(xp, dyp, cl, n, C, HW, c0, c1, Sp + n * C, buf(n));
+          },
+          [&](int64_t n) {
+            A* s = Sp + n * C;
+            A *sdx = buf(n), *h = sdx + C, *u = h + Cr, *g = u + C, *ds = g + C;
+            for (int64_t c = 0; c < C; ++c) s[c] *= inv_hw;
+            fc_forward(w, s, h, Zp + n * Cr, u, g);
+            fc_backward(w, sdx, h, u, g, DUp + n * C, DHp + n * Cr, ds);
+            for (int64_t c = 0; c < C; ++c) ds[c] *= inv_hw;  // each pixel's share of d mean
+          },
+          [&](int64_t n, int64_t c0, int64_t c1) {
+            const A* g = buf(n) + 2 * C + Cr;
+            scale_pass<scalar_t, A>(dyp, dxp, cl, n, C, HW, c0, c1, g, g + C);
+          });
+    }
+    dw2 = DU.t().mm(Z).to(w2.scalar_type());  // [C, Cr]
+    db2 = DU.sum(0).to(b2.scalar_type());
+    dw1 = DH.t().mm(S).to(w1.scalar_type());  // [Cr, C]
+    db1 = DH.sum(0).to(b1.scalar_type());
+  });
+  return {dx, dw1, db1, dw2, db2};
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace zoo
+
+TORCH_LIBRARY_IMPL(zoo, CPU, m) {
+  m.impl("squeeze_excite", &zoo::cpu::se_forward_cpu);
+  m.impl("squeeze_excite_backward", &zoo::cpu::se_backward_cpu);
+}

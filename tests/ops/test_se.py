@@ -1,0 +1,190 @@
+"""The fused Squeeze-and-Excitation op on CPU: forward/backward vs timm's SE module (an
+independent eager oracle) and vs zoo.ops.reference, gradcheck, opcheck, layouts, errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+from timm.layers import SEModule
+
+import zoo.ops as ops
+from zoo.nn import SEBlock
+from zoo.ops import _ext, reference
+
+EXT = pytest.mark.skipif(not _ext.available(), reason="zoo._C not built")
+GATES = ["sigmoid", "hard_sigmoid"]
+
+# (N, C, H, W): ordinary, N=1, H=W=1, C not a multiple of the vector width with odd H*W,
+# a long plane (the 32-lane path) and a short one
+SHAPES = [(4, 64, 14, 14), (1, 32, 9, 9), (3, 48, 1, 1), (2, 37, 5, 7), (2, 24, 17, 19), (5, 8, 3, 2)]
+
+
+def _weights(c: int, cr: int, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        (torch.randn(cr, c, generator=g) / c**0.5).to(dtype),
+        (torch.randn(cr, generator=g) * 0.1).to(dtype),
+        (torch.randn(c, cr, generator=g) / cr**0.5).to(dtype),
+        (torch.randn(c, generator=g) * 0.1).to(dtype),
+    )
+
+
+def _timm_se(c: int, cr: int, weights, gate: str) -> SEModule:
+    """timm's SEModule (1x1 conv FCs, eager) holding the same weights."""
+    m = SEModule(c, rd_channels=cr, gate_layer=gate).double()
+    w1, b1, w2, b2 = (w.double() for w in weights)
+    with torch.no_grad():
+        m.fc1.weight.copy_(w1[:, :, None, None]), m.fc1.bias.copy_(b1)
+        m.fc2.weight.copy_(w2[:, :, None, None]), m.fc2.bias.copy_(b2)
+    return m
+
+
+@EXT
+@pytest.mark.parametrize("gate", GATES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
+def test_forward_and_backward_match_timm(shape, gate, layout):
+    n, c, h, w = shape
+    cr = max(2, c // 8)
+    weights = _weights(c, cr)
+    x = torch.randn(shape)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "strided":  # neither NCHW- nor channels_last-contiguous
+        x = torch.randn(n, c, h, 2 * w)[..., ::2]
+    dy = torch.randn(shape)
+
+    x_ = x.clone().requires_grad_(True)
+    w_ = [t.clone().requires_grad_(True) for t in weights]
+    y = ops.squeeze_excite(x_, *w_, gate=gate)
+    y.backward(dy)
+
+    oracle = _timm_se(c, cr, weights, gate)
+    xd = x.double().requires_grad_(True)
+    yd = oracle(xd)
+    yd.backward(dy.double())
+
+    assert y.dtype == x.dtype and y.shape == x.shape
+    if layout == "channels_last" and h * w > 1 and c > 1:
+        assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    torch.testing.assert_close(y.double(), yd, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(x_.grad.double(), xd.grad, rtol=1e-4, atol=1e-5)
+    grads = [oracle.fc1.weight.grad[:, :, 0, 0], oracle.fc1.bias.grad, oracle.fc2.weight.grad[:, :, 0, 0],
+             oracle.fc2.bias.grad]
+    for got, want in zip(w_, grads):
+        torch.testing.assert_close(got.grad.double(), want, rtol=1e-4, atol=1e-5)
+
+
+@EXT
+@pytest.mark.parametrize("gate", GATES)
+def test_kernels_match_reference_functions(gate):
+    x = torch.randn(3, 40, 6, 5)
+    weights = _weights(40, 5)
+    dy = torch.randn_like(x)
+    torch.testing.assert_close(torch.ops.zoo.squeeze_excite(x, *weights, gate),
+                               reference.squeeze_excite(x, *weights, gate), rtol=1e-5, atol=1e-6)
+    for got, want in zip(torch.ops.zoo.squeeze_excite_backward(dy, x, *weights, gate),
+                         reference.squeeze_excite_backward(dy, x, *weights, gate)):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@EXT
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("gate", GATES)
+def test_half_precision_accumulates_in_fp32(dtype, gate):
+    x = torch.randn(2, 32, 8, 8).to(dtype)
+    weights = _weights(32, 4, dtype=dtype)
+    want = reference.squeeze_excite(x, *weights, gate)
+    got = ops.squeeze_excite(x, *weights, gate=gate)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.float(), want.float(), rtol=1e-2, atol=1e-2)
+    dy = torch.randn_like(x)
+    for g, w in zip(torch.ops.zoo.squeeze_excite_backward(dy, x, *weights, gate),
+                    reference.squeeze_excite_backward(dy, x, *weights, gate)):
+        assert g.dtype == w.dtype
+        torch.testing.assert_close(g.float(), w.float(), rtol=1e-2, atol=2e-2)
+    # fp32 weights with half activations (as under autocast) work and give fp32 weight grads
+    w32 = _weights(32, 4)
+    torch.testing.assert_close(ops.squeeze_excite(x, *w32, gate=gate).float(),
+                               reference.squeeze_excite(x, *w32, gate).float(), rtol=1e-2, atol=1e-2)
+    assert torch.ops.zoo.squeeze_excite_backward(dy, x, *w32, gate)[1].dtype == torch.float32
+
+
+@EXT
+@pytest.mark.parametrize("gate", GATES)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_gradcheck_float64(gate, layout):
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = torch.randn(2, 6, 3, 4, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_(True)
+    weights = [w.double().requires_grad_(True) for w in _weights(6, 3, seed=1)]
+    if gate == "hard_sigmoid":  # keep u = w2 z + b2 away from the kinks at +-3
+        with torch.no_grad():
+            weights[2].mul_(0.5)
+    assert torch.autograd.gradcheck(lambda *a: ops.squeeze_excite(*a, gate=gate), (x, *weights))
+
+
+@EXT
+@pytest.mark.parametrize("gate", GATES)
+def test_opcheck(gate):
+    x = torch.randn(2, 16, 5, 5)
+    weights = _weights(16, 4)
+    torch.library.opcheck(torch.ops.zoo.squeeze_excite.default, (x, *weights, gate))
+    torch.library.opcheck(torch.ops.zoo.squeeze_excite.default,
+                          (x.contiguous(memory_format=torch.channels_last), *weights, gate))
+    torch.library.opcheck(torch.ops.zoo.squeeze_excite_backward.default, (torch.randn_like(x), x, *weights, gate))
+
+
+@EXT
+def test_torch_compile():
+    x = torch.randn(2, 16, 5, 5, requires_grad=True)
+    weights = [w.requires_grad_(True) for w in _weights(16, 4)]
+
+    def f(x, *w):
+        return ops.squeeze_excite(x * 2.0, *w).sum()
+
+    torch._dynamo.reset()
+    got = torch.compile(f, backend="aot_eager")(x, *weights)
+    torch.testing.assert_close(got, f(x, *weights))
+    got.backward()
+    assert x.grad is not None and weights[0].grad is not None
+
+
+def test_fallback_is_used_under_zoo_ops_torch(monkeypatch):
+    monkeypatch.setenv("ZOO_OPS", "torch")
+    x = torch.randn(2, 16, 4, 4)
+    weights = _weights(16, 4)
+    oracle = _timm_se(16, 4, weights, "sigmoid")
+    torch.testing.assert_close(ops.squeeze_excite(x, *weights).double(), oracle(x.double()), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("gate", GATES)
+def test_seblock_loads_timm_weights_and_matches(gate):
+    timm_se = SEModule(64, rd_channels=8, gate_layer=gate)
+    block = SEBlock(64, rd_channels=8, gate=gate)
+    block.load_state_dict(timm_se.state_dict())
+    x = torch.randn(2, 64, 7, 7)
+    torch.testing.assert_close(block(x), timm_se(x), rtol=1e-5, atol=1e-6)
+    assert SEBlock(256).rd_channels == 16  # timm's make_divisible(256 / 16, 8)
+
+
+def test_input_errors():
+    x = torch.randn(2, 16, 4, 4)
+    w1, b1, w2, b2 = _weights(16, 4)
+    cases = {
+        "x: expected a 4-D": (x[0], w1, b1, w2, b2),
+        "x: expected a floating-point": (x.long(), w1, b1, w2, b2),
+        r"w1: expected shape \[Cr, C=16\]": (x, w1[:, :8], b1, w2, b2),
+        "w1: expected a 2-D": (x, w1[None], b1, w2, b2),
+        r"b1: expected shape \[Cr=4\]": (x, w1, b1[:3], w2, b2),
+        r"w2: expected shape \[C=16, Cr=4\]": (x, w1, b1, w2.t(), b2),
+        r"b2: expected shape \[C=16\]": (x, w1, b1, w2, b2[:15]),
+        "w2: expected a floating-point": (x, w1, b1, w2.int(), b2),
+        "w1: on meta": (x, w1.to("meta"), b1, w2, b2),
+        "b2: on meta": (x, w1, b1, w2, b2.to("meta")),
+    }
+    for msg, args in cases.items():
+        with pytest.raises(ValueError, match=msg):
+            ops.squeeze_excite(*args)
+    with pytest.raises(ValueError, match="gate: expected one of"):
+        ops.squeeze_excite(x, w1, b1, w2, b2, gate="relu")
+    with pytest.raises(ValueError, match="gate"):
+        SEBlock(16, gate="tanh")
