@@ -133,6 +133,18 @@ at::Tensor score_order(const at::Tensor& scores) {
   return std::get<1>(scores.to(at::kFloat).sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
 }
 
+// The original indices of the kept sorted positions, in sorted (descending score) order.
+at::Tensor kept_indices(const std::vector<uint8_t>& keep, const int64_t* ord, const at::TensorOptions& options) {
+  int64_t count = 0;
+  for (uint8_t k : keep) count += k;
+  at::Tensor out = at::empty({count}, options.dtype(at::kLong));
+  int64_t* o = out.data_ptr<int64_t>();
+  for (size_t i = 0, w = 0; i < keep.size(); ++i) {
+    if (keep[i]) o[w++] = ord[i];
+  }
+  return out;
+}
+
 // Boxes [N,4] (fp32/fp16/bf16) as fp32 rows, contiguous.
 at::Tensor boxes_f32(const at::Tensor& boxes) { return boxes.to(at::kFloat).contiguous(); }
 
@@ -161,14 +173,7 @@ at::Tensor nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, double iou
   std::vector<uint8_t> keep(n, 0);
   greedy_nms(sorted, float_threshold(iou_threshold), keep.data(), /*parallel=*/true);
 
-  int64_t count = 0;
-  for (uint8_t k : keep) count += k;
-  at::Tensor out = at::empty({count}, boxes.options().dtype(at::kLong));
-  int64_t* o = out.data_ptr<int64_t>();
-  for (int64_t i = 0, w = 0; i < n; ++i) {
-    if (keep[i]) o[w++] = ord[i];
-  }
-  return out;
+  return kept_indices(keep, ord, boxes.options());
 }
 
 at::Tensor batched_nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
@@ -234,14 +239,7 @@ at::Tensor batched_nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, co
     at::parallel_for(0, std::min<int64_t>(groups, at::get_num_threads()), 1, worker);
   }
 
-  int64_t count = 0;
-  for (uint8_t k : keep) count += k;
-  at::Tensor out = at::empty({count}, boxes.options().dtype(at::kLong));
-  int64_t* o = out.data_ptr<int64_t>();
-  for (int64_t i = 0, w = 0; i < n; ++i) {
-    if (keep[i]) o[w++] = ord[i];
-  }
-  return out;
+  return kept_indices(keep, ord, boxes.options());
 }
 
 }  // namespace

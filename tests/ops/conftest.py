@@ -1,6 +1,8 @@
 """Input generators shared by the op tests (CPU and CUDA)."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -60,6 +62,20 @@ def yolo_maps(batch=2, size=416, num_classes=80, positives=200, seed=0, anchors_
                 torch.rand(1, generator=g)
             )
     return [p.reshape(batch, a * k, p.shape[-2], p.shape[-1]) for p in maps]
+
+
+def require_cuda_kernels(ops: tuple[str, ...]) -> None:
+    """Skip unless zoo._C has CUDA kernels for every op in ``ops``; with
+    ZOO_REQUIRE_CUDA_OPS=1 (set by benchmarks/device_check.sh on a GPU machine) fail instead."""
+    from zoo.ops import _ext
+
+    if _ext.available() and all(torch._C._dispatch_has_kernel_for_dispatch_key(f"zoo::{op}", "CUDA") for op in ops):
+        return
+    msg = (f"zoo._C has no CUDA kernels for {', '.join(ops)} (build with ZOO_FORCE_CUDA=1); "
+           f"load error: {_ext.load_error()}")
+    if os.environ.get("ZOO_REQUIRE_CUDA_OPS") == "1":
+        pytest.fail(msg)
+    pytest.skip(msg)
 
 
 @pytest.fixture

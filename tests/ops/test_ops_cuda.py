@@ -7,7 +7,6 @@ ZOO_REQUIRE_CUDA_OPS=1 (benchmarks/device_check.sh sets it), where they fail ins
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch
@@ -16,7 +15,7 @@ import torchvision
 import zoo  # noqa: F401
 import zoo.ops as ops
 from zoo.ops import _ext, reference
-from tests.ops.conftest import COCO_ANCHORS, STRIDES, clustered_boxes, uniform_boxes, yolo_maps
+from tests.ops.conftest import COCO_ANCHORS, STRIDES, clustered_boxes, uniform_boxes, yolo_maps, require_cuda_kernels
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -24,19 +23,9 @@ OPS = ("nms", "batched_nms", "yolo_decode", "yolo_postprocess")
 CUDA = torch.device("cuda")
 
 
-def _cuda_kernels() -> bool:
-    return _ext.available() and all(
-        torch._C._dispatch_has_kernel_for_dispatch_key(f"zoo::{op}", "CUDA") for op in OPS
-    )
-
-
 @pytest.fixture(autouse=True)
 def _needs_cuda_kernels():
-    if not _cuda_kernels():
-        msg = f"zoo._C has no CUDA kernels (build with ZOO_FORCE_CUDA=1); load error: {_ext.load_error()}"
-        if os.environ.get("ZOO_REQUIRE_CUDA_OPS") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_cuda_kernels(OPS)
 
 
 def cu(*tensors):

@@ -11,7 +11,6 @@ path, with its NCHW small-plane, NCHW large-plane (split) and channels_last pool
 """
 from __future__ import annotations
 
-import os
 
 import pytest
 import torch
@@ -19,6 +18,7 @@ import torch
 import zoo  # noqa: F401
 import zoo.ops as ops
 from zoo.ops import _ext, reference
+from tests.ops.conftest import require_cuda_kernels
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -28,19 +28,9 @@ GATES = ("sigmoid", "hard_sigmoid")
 HALVES = (torch.float16, torch.bfloat16)
 
 
-def _cuda_kernels() -> bool:
-    return _ext.available() and all(
-        torch._C._dispatch_has_kernel_for_dispatch_key(f"zoo::{op}", "CUDA") for op in OPS
-    )
-
-
 @pytest.fixture(autouse=True)
 def _needs_cuda_kernels():
-    if not _cuda_kernels():
-        msg = f"zoo._C has no CUDA squeeze_excite kernels (build with ZOO_FORCE_CUDA=1); load error: {_ext.load_error()}"
-        if os.environ.get("ZOO_REQUIRE_CUDA_OPS") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_cuda_kernels(OPS)
 
 
 # ------------------------------------------------------------------------ inputs
