@@ -23,6 +23,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <string>
 #include <vector>
 
@@ -464,11 +467,31 @@ void for_each_sample(int64_t N, int64_t C, int64_t HW, Pool pool, Mid mid, Scale
     });
     return;
   }
-  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(HW, 1));
+  // Fewer samples than threads: split each slab's channels over the threads, inside a
+  // single parallel region (one team start instead of two per sample); one thread runs
+  // the FCs between the passes while the others wait at the barrier.
+  const int64_t team = std::min<int64_t>(threads, std::max<int64_t>(1, C * HW / 4096));
+#ifdef _OPENMP
+  if (team > 1) {
+#pragma omp parallel num_threads(team)
+    {
+      const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int64_t c0 = C * t / nt, c1 = C * (t + 1) / nt;
+      for (int64_t n = 0; n < N; ++n) {
+        pool(n, c0, c1);
+#pragma omp barrier
+#pragma omp single
+        mid(n);  // (implicit barrier: every thread sees the gates before scaling)
+        scale(n, c0, c1);
+      }
+    }
+    return;
+  }
+#endif
   for (int64_t n = 0; n < N; ++n) {
-    at::parallel_for(0, C, grain, [&](int64_t c0, int64_t c1) { pool(n, c0, c1); });
+    pool(n, 0, C);
     mid(n);
-    at::parallel_for(0, C, grain, [&](int64_t c0, int64_t c1) { scale(n, c0, c1); });
+    scale(n, 0, C);
   }
 }
 

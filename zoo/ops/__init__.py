@@ -266,20 +266,27 @@ def yolo_postprocess(
 # ----------------------------------------------------------------------------- Squeeze-and-Excitation
 
 
-def squeeze_excite(
-    x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, gate: str = "sigmoid"
-) -> Tensor:
-    """Squeeze-and-Excitation: ``y = x * gate(w2 @ relu(w1 @ mean_hw(x) + b1) + b2)``.
+def _se_args_ok(x, w1, b1, w2, b2, gate) -> bool:
+    """One cheap test of every squeeze_excite argument (the op runs per SE block, so the
+    common case must not pay for the messages); :func:`_se_explain` says what is wrong."""
+    try:
+        c, cr, d = x.shape[1], w1.shape[0], x.device
+        return (
+            x.ndim == 4 and w1.ndim == 2 and b1.ndim == 1 and w2.ndim == 2 and b2.ndim == 1
+            and x.is_floating_point() and w1.is_floating_point() and b1.is_floating_point()
+            and w2.is_floating_point() and b2.is_floating_point()
+            and cr >= 1 and w1.shape[1] == c and b1.shape[0] == cr and w2.shape[0] == c and w2.shape[1] == cr
+            and b2.shape[0] == c
+            and w1.device == d and b1.device == d and w2.device == d and b2.device == d
+            and gate in reference.SE_GATES
+            and all(isinstance(t, Tensor) for t in (x, w1, b1, w2, b2))
+        )
+    except (AttributeError, IndexError, TypeError):
+        return False
 
-    Args:
-        x: ``[N, C, H, W]`` (NCHW-contiguous, channels_last or strided), fp32/fp16/bf16/fp64.
-        w1: ``[Cr, C]``, b1: ``[Cr]``: the squeeze FC. w2: ``[C, Cr]``, b2: ``[C]``: the excite FC.
-        gate: ``"sigmoid"`` or ``"hard_sigmoid"`` (``relu6(u + 3) / 6``).
 
-    Returns:
-        ``y`` like ``x`` (channels_last stays channels_last). Differentiable in x and every
-        weight through the fused backward kernel.
-    """
+def _se_explain(x, w1, b1, w2, b2, gate) -> None:
+    """Raise the ``ValueError`` naming what is wrong with squeeze_excite's arguments."""
     x = _tensor(x, "x", 4)
     if not x.is_floating_point():
         raise ValueError(f"x: expected a floating-point tensor, got {x.dtype}")
@@ -300,6 +307,25 @@ def squeeze_excite(
     _same_device(x, "x", w1=w1, b1=b1, w2=w2, b2=b2)
     if gate not in reference.SE_GATES:
         raise ValueError(f"gate: expected one of {reference.SE_GATES}, got {gate!r}")
+    raise ValueError("squeeze_excite: invalid arguments")  # not reached: a check above fires
+
+
+def squeeze_excite(
+    x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, gate: str = "sigmoid"
+) -> Tensor:
+    """Squeeze-and-Excitation: ``y = x * gate(w2 @ relu(w1 @ mean_hw(x) + b1) + b2)``.
+
+    Args:
+        x: ``[N, C, H, W]`` (NCHW-contiguous, channels_last or strided), fp32/fp16/bf16/fp64.
+        w1: ``[Cr, C]``, b1: ``[Cr]``: the squeeze FC. w2: ``[C, Cr]``, b2: ``[C]``: the excite FC.
+        gate: ``"sigmoid"`` or ``"hard_sigmoid"`` (``relu6(u + 3) / 6``).
+
+    Returns:
+        ``y`` like ``x`` (channels_last stays channels_last). Differentiable in x and every
+        weight through the fused backward kernel.
+    """
+    if not _se_args_ok(x, w1, b1, w2, b2, gate):
+        _se_explain(x, w1, b1, w2, b2, gate)
     if _ext.has_kernel("squeeze_excite", x.device):
         return torch.ops.zoo.squeeze_excite(x, w1, b1, w2, b2, gate)
     return reference.squeeze_excite(x, w1, b1, w2, b2, gate)

@@ -6,6 +6,7 @@ The extension is a plain shared library whose static initialisers register the
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
@@ -44,14 +45,16 @@ def load_error() -> str | None:
     return _LOAD_ERROR
 
 
+@functools.lru_cache(maxsize=None)
+def _registered(op: str, device_type: str) -> bool:
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
+    return key is not None and _load() and torch._C._dispatch_has_kernel_for_dispatch_key(f"zoo::{op}", key)
+
+
 def has_kernel(op: str, device: torch.device) -> bool:
-    """True when the extension should run ``zoo::<op>`` for tensors on ``device``."""
-    if forced_fallback() or not _load():
-        return False
-    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
-    if key is None:
-        return False
-    return torch._C._dispatch_has_kernel_for_dispatch_key(f"zoo::{op}", key)
+    """True when the extension should run ``zoo::<op>`` for tensors on ``device``
+    (checked once per op and device type; ``ZOO_OPS`` is read on every call)."""
+    return not forced_fallback() and _registered(op, device.type)
 
 
 def backend(device: str | torch.device = "cpu") -> str:
