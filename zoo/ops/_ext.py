@@ -6,7 +6,6 @@ The extension is a plain shared library whose static initialisers register the
 """
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 
@@ -45,10 +44,16 @@ def load_error() -> str | None:
     return _LOAD_ERROR
 
 
-@functools.lru_cache(maxsize=None)
+_REGISTERED: dict[tuple[str, str], bool] = {}
+
+
 def _registered(op: str, device_type: str) -> bool:
-    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
-    return key is not None and _load() and torch._C._dispatch_has_kernel_for_dispatch_key(f"zoo::{op}", key)
+    found = _REGISTERED.get((op, device_type))
+    if found is None:
+        key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
+        found = key is not None and _load() and torch._C._dispatch_has_kernel_for_dispatch_key(f"zoo::{op}", key)
+        _REGISTERED[(op, device_type)] = found
+    return found
 
 
 def has_kernel(op: str, device: torch.device) -> bool:
