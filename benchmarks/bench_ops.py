@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 import torchvision
@@ -31,21 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import zoo.ops as ops  # noqa: E402
 from zoo.ops import reference  # noqa: E402
 from tests.ops.conftest import COCO_ANCHORS, STRIDES, clustered_boxes, yolo_maps  # noqa: E402
-
-
-def timed(fn, device: torch.device, repeats: int) -> float:
-    """Median wall time of ``fn()`` in ms."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(3):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+from benchmarks.timing import timed  # noqa: E402
 
 
 def main() -> int:
@@ -66,8 +50,8 @@ def main() -> int:
         boxes, scores = clustered_boxes(n, seed=n)
         boxes, scores = boxes.to(device), scores.to(device)
         assert torch.equal(ops.nms(boxes, scores, 0.5), torchvision.ops.nms(boxes, scores, 0.5))
-        peer = timed(lambda: torchvision.ops.nms(boxes, scores, 0.5), device, args.repeats)
-        mine = timed(lambda: ops.nms(boxes, scores, 0.5), device, args.repeats)
+        peer = timed(lambda: torchvision.ops.nms(boxes, scores, 0.5), device, args.repeats) * 1e3
+        mine = timed(lambda: ops.nms(boxes, scores, 0.5), device, args.repeats) * 1e3
         rows.append((f"nms N={n}", "torchvision.ops.nms", peer, mine, 0.5 if n >= 5000 else None))
 
     for n in (1000, 5000, 20000):
@@ -76,8 +60,8 @@ def main() -> int:
         boxes, scores, idxs = boxes.to(device), scores.to(device), idxs.to(device)
         assert torch.equal(ops.batched_nms(boxes, scores, idxs, 0.5),
                            torchvision.ops.batched_nms(boxes, scores, idxs, 0.5))
-        peer = timed(lambda: torchvision.ops.batched_nms(boxes, scores, idxs, 0.5), device, args.repeats)
-        mine = timed(lambda: ops.batched_nms(boxes, scores, idxs, 0.5), device, args.repeats)
+        peer = timed(lambda: torchvision.ops.batched_nms(boxes, scores, idxs, 0.5), device, args.repeats) * 1e3
+        mine = timed(lambda: ops.batched_nms(boxes, scores, idxs, 0.5), device, args.repeats) * 1e3
         rows.append((f"batched_nms N={n}, 80 cls", "torchvision.ops.batched_nms", peer, mine,
                      0.5 if n >= 5000 else None))
 
@@ -95,8 +79,8 @@ def main() -> int:
     got, want = fused(), unfused()
     assert sum(len(d["labels"]) for d in got) == want[2].numel()
     assert torch.equal(torch.cat([d["labels"] for d in got]), want[2])
-    peer = timed(unfused, device, max(5, args.repeats // 4))
-    mine = timed(fused, device, args.repeats)
+    peer = timed(unfused, device, max(5, args.repeats // 4)) * 1e3
+    mine = timed(fused, device, args.repeats) * 1e3
     rows.append((f"yolo_postprocess B=8 416 80cls ({above:.0f} cells/img > 0.25)", "decode+torchvision pipeline",
                  peer, mine, 1 / 3))
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 from torch import nn
@@ -29,6 +27,7 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import zoo.ops as ops  # noqa: E402
+from benchmarks.timing import timed, timed_pair  # noqa: E402
 
 SHAPES = [(32, 64, 56, 56), (32, 256, 28, 28), (32, 512, 14, 14), (8, 1024, 7, 7), (1, 256, 28, 28)]
 
@@ -42,23 +41,6 @@ class EagerSE(nn.Module):
     def forward(self, x):
         s = x.mean((2, 3), keepdim=True)
         return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(s))))
-
-
-def timed_pair(fn_a, fn_b, device: torch.device, repeats: int) -> tuple[float, float]:
-    """Median wall times of ``fn_a()`` and ``fn_b()``, run alternately so that both see
-    the same machine noise."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(3):
-        fn_a(), fn_b()
-    sync()
-    ta, tb = [], []
-    for _ in range(repeats):
-        for fn, out in ((fn_a, ta), (fn_b, tb)):
-            t = time.perf_counter()
-            fn()
-            sync()
-            out.append(time.perf_counter() - t)
-    return statistics.median(ta), statistics.median(tb)
 
 
 def main() -> int:
@@ -94,7 +76,7 @@ def main() -> int:
             torch.testing.assert_close(fused_fwd(), eager(x), rtol=1e-4, atol=1e-5)
             t_eager, t_fused = timed_pair(lambda: eager(x), fused_fwd, device, args.repeats)
             y = torch.empty_like(x)
-            t_copy, _ = timed_pair(lambda: y.copy_(x), lambda: None, device, args.repeats)
+            t_copy = timed(lambda: y.copy_(x), device, args.repeats)
 
         xg = x.clone().requires_grad_(True)
 

@@ -278,7 +278,7 @@ void plane_scale_any(const T* in, const A* g, const A* b, int64_t rows, int64_t 
   if constexpr (std::is_same_v<T, float>) {
     plane_scale_f32(in, g, b, rows, len, out);
   } else {
-    for (int64_t r = rows - 1; r >= 0; --r) {
+    for (int64_t r = 0; r < rows; ++r) {
       const A br = b ? b[r] : A(0);
       for (int64_t i = 0; i < len; ++i) {
         out[r * len + i] = static_cast<T>(static_cast<A>(in[r * len + i]) * g[r] + br);

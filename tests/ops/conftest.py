@@ -38,6 +38,32 @@ def uniform_boxes(n: int, seed: int = 0, extent: float = 1000.0, max_size: float
     return torch.cat([xy, xy + wh], 1), torch.randperm(n, generator=g).float() / max(n, 1)
 
 
+def nms_adversarial_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Named (boxes, scores) inputs that stress NMS: ties, duplicates, degenerate boxes,
+    far-away and negative coordinates, everything suppressed, nothing at all."""
+    g = torch.Generator().manual_seed(3)
+    boxes, _ = clustered_boxes(400, seed=4)
+    one_box = torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(300, 1)
+    return {
+        "all_tied": (boxes, torch.full((400,), 0.5)),
+        "few_levels": (boxes, torch.randint(0, 4, (400,), generator=g).float()),
+        "duplicates": (boxes[:50].repeat(8, 1), torch.rand(400, generator=g)),
+        "duplicates_tied": (boxes[:20].repeat(20, 1), torch.ones(400)),
+        "zero_area": (torch.cat([boxes[:200, :2], boxes[:200, :2]], 1).repeat(2, 1), torch.rand(400, generator=g)),
+        "zero_width": (boxes[:, [0, 1, 0, 3]], torch.rand(400, generator=g)),
+        "points_and_lines": (
+            torch.tensor([[5, 5, 5, 5], [5, 5, 5, 5], [0, 0, 10, 0], [0, 0, 10, 0], [0, 0, 10, 10]]).float(),
+            torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5]),
+        ),
+        "huge_coordinates": (boxes * 100 + 1e5, torch.rand(400, generator=g)),
+        "around_1e5_small_boxes": (boxes / 100 + 1e5, torch.rand(400, generator=g)),
+        "negative_coordinates": (boxes - 500, torch.rand(400, generator=g)),
+        "all_suppressed": (one_box, torch.rand(300, generator=g)),
+        "all_suppressed_tied": (one_box, torch.ones(300)),
+        "empty": (torch.zeros(0, 4), torch.zeros(0)),
+    }
+
+
 def yolo_maps(batch=2, size=416, num_classes=80, positives=200, seed=0, anchors_per_scale=3):
     """Raw YOLO maps as a trained net emits them: objectness logits mostly very low,
     ``positives`` cells per image with objectness around 0.25..0.99 and one strong class."""

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import zoo.ops as ops
 from zoo.ops import _ext, reference
-from tests.ops.conftest import COCO_ANCHORS, STRIDES, clustered_boxes, uniform_boxes, yolo_maps
+from tests.ops.conftest import COCO_ANCHORS, STRIDES, clustered_boxes, uniform_boxes, yolo_maps, nms_adversarial_cases
 
 EXT = pytest.mark.skipif(not _ext.available(), reason="zoo._C not built")
 
@@ -78,23 +78,7 @@ def test_nms_random_matches_torchvision(impl, n, maker):
 
 @pytest.mark.parametrize("impl", _impls(NMS_IMPLS))
 def test_nms_adversarial(impl):
-    g = torch.Generator().manual_seed(3)
-    boxes, _ = clustered_boxes(400, seed=4)
-    cases = {
-        "all_tied": (boxes, torch.full((400,), 0.5)),
-        "few_levels": (boxes, torch.randint(0, 4, (400,), generator=g).float()),
-        "duplicates": (boxes[:50].repeat(8, 1), torch.rand(400, generator=g)),
-        "duplicates_tied": (boxes[:20].repeat(20, 1), torch.ones(400)),
-        "zero_area": (torch.cat([boxes[:200, :2], boxes[:200, :2]], 1).repeat(2, 1), torch.rand(400, generator=g)),
-        "points_and_lines": (
-            torch.tensor([[5, 5, 5, 5], [5, 5, 5, 5], [0, 0, 10, 0], [0, 0, 10, 0], [0, 0, 10, 10]], dtype=torch.float32),
-            torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5]),
-        ),
-        "huge_coordinates": (boxes * 100 + 1e5, torch.rand(400, generator=g)),
-        "negative_coordinates": (boxes - 500, torch.rand(400, generator=g)),
-        "all_suppressed": (torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(300, 1), torch.rand(300, generator=g)),
-        "empty": (torch.zeros(0, 4), torch.zeros(0)),
-    }
+    cases = nms_adversarial_cases()
     for name, (b, s) in cases.items():
         for thr in (0.0, 0.3, 0.5, 1.0):
             want = torchvision.ops.nms(b, s, thr)

@@ -15,7 +15,7 @@ import torchvision
 import zoo  # noqa: F401
 import zoo.ops as ops
 from zoo.ops import _ext, reference
-from tests.ops.conftest import COCO_ANCHORS, STRIDES, clustered_boxes, uniform_boxes, yolo_maps, require_cuda_kernels
+from tests.ops.conftest import COCO_ANCHORS, STRIDES, clustered_boxes, uniform_boxes, yolo_maps, require_cuda_kernels, nms_adversarial_cases
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -85,26 +85,7 @@ def test_nms_matches_reference_and_torchvision(n, maker):
 
 
 def test_nms_adversarial():
-    g = torch.Generator().manual_seed(3)
-    boxes, _ = clustered_boxes(400, seed=4)
-    cases = {
-        "all_tied": (boxes, torch.full((400,), 0.5)),
-        "few_levels": (boxes, torch.randint(0, 4, (400,), generator=g).float()),
-        "duplicates": (boxes[:50].repeat(8, 1), torch.rand(400, generator=g)),
-        "duplicates_tied": (boxes[:20].repeat(20, 1), torch.ones(400)),
-        "zero_area": (torch.cat([boxes[:200, :2], boxes[:200, :2]], 1).repeat(2, 1), torch.rand(400, generator=g)),
-        "zero_width": (boxes[:, [0, 1, 0, 3]], torch.rand(400, generator=g)),
-        "points_and_lines": (
-            torch.tensor([[5, 5, 5, 5], [5, 5, 5, 5], [0, 0, 10, 0], [0, 0, 10, 0], [0, 0, 10, 10]]).float(),
-            torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5]),
-        ),
-        "huge_coordinates": (boxes * 100 + 1e5, torch.rand(400, generator=g)),
-        "around_1e5_small_boxes": (boxes / 100 + 1e5, torch.rand(400, generator=g)),
-        "negative_coordinates": (boxes - 500, torch.rand(400, generator=g)),
-        "all_suppressed": (torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(300, 1), torch.rand(300, generator=g)),
-        "all_suppressed_tied": (torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(300, 1), torch.ones(300)),
-        "empty": (torch.zeros(0, 4), torch.zeros(0)),
-    }
+    cases = nms_adversarial_cases()
     for name, (b, s) in cases.items():
         for thr in (0.0, 0.3, 0.5, 1.0):
             got = ext_nms(b, s, thr)
