@@ -2,6 +2,10 @@
 independent eager oracle) and vs zoo.ops.reference, gradcheck, opcheck, layouts, errors."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from timm.layers import SEModule
@@ -14,8 +18,9 @@ EXT = pytest.mark.skipif(not _ext.available(), reason="zoo._C not built")
 GATES = ["sigmoid", "hard_sigmoid"]
 
 # (N, C, H, W): ordinary, N=1, H=W=1, C not a multiple of the vector width with odd H*W,
-# a long plane (the 32-lane path) and a short one
-SHAPES = [(4, 64, 14, 14), (1, 32, 9, 9), (3, 48, 1, 1), (2, 37, 5, 7), (2, 24, 17, 19), (5, 8, 3, 2)]
+# a long plane and a short one, and a small batch with a wide squeeze (Cr=12 > 4N: the
+# CPU kernel's untransposed excite FC)
+SHAPES = [(4, 64, 14, 14), (1, 32, 9, 9), (3, 48, 1, 1), (2, 37, 5, 7), (2, 24, 17, 19), (5, 8, 3, 2), (2, 96, 6, 6)]
 
 
 def _weights(c: int, cr: int, dtype=torch.float32, seed=0):
@@ -85,6 +90,34 @@ def test_kernels_match_reference_functions(gate):
     for got, want in zip(torch.ops.zoo.squeeze_excite_backward(dy, x, *weights, gate),
                          reference.squeeze_excite_backward(dy, x, *weights, gate)):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+_STREAM_CHECK = """
+import torch, zoo.ops as ops
+from zoo.ops import reference
+torch.manual_seed(0)
+for n, c, h, w, cr in [(3, 37, 5, 7, 4), (1, 64, 9, 9, 8), (4, 32, 17, 19, 16)]:
+    x, dy = torch.randn(n, c, h, w), torch.randn(n, c, h, w)
+    ws = [torch.randn(cr, c) / c**0.5, torch.randn(cr), torch.randn(c, cr) / cr**0.5, torch.randn(c)]
+    for gate in ("sigmoid", "hard_sigmoid"):
+        torch.testing.assert_close(torch.ops.zoo.squeeze_excite(x, *ws, gate),
+                                   reference.squeeze_excite(x, *ws, gate), rtol=1e-5, atol=1e-6)
+        for got, want in zip(torch.ops.zoo.squeeze_excite_backward(dy, x, *ws, gate),
+                             reference.squeeze_excite_backward(dy, x, *ws, gate)):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+print("ok")
+"""
+
+
+@EXT
+@pytest.mark.parametrize("env", [{"ZOO_SE_STREAM": "1"}, {"ZOO_NO_AVX512": "1"}], ids=["stream", "no_avx512"])
+def test_cpu_kernel_paths_match_reference(env):
+    """Kernel paths this machine would not otherwise take (each switch is read once per
+    process, hence the subprocess): the scale pass's non-temporal stores (taken for tensors
+    larger than the last-level cache), and the portable loops used on CPUs without AVX-512."""
+    env = {**os.environ, **env}
+    out = subprocess.run([sys.executable, "-c", _STREAM_CHECK], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 @EXT

@@ -62,6 +62,13 @@ def has_kernel(op: str, device: torch.device) -> bool:
     return not forced_fallback() and _registered(op, device.type)
 
 
+def has_kernel_for(op: str, x: torch.Tensor) -> bool:
+    """:func:`has_kernel` for the device of tensor ``x``, without building a device
+    object on the common CPU / CUDA paths (this runs on every SE block)."""
+    device_type = "cpu" if x.is_cpu else "cuda" if x.is_cuda else x.device.type
+    return not forced_fallback() and _registered(op, device_type)
+
+
 def backend(device: str | torch.device = "cpu") -> str:
     """``"ext"`` when the extension's kernels run on ``device``, else ``"torch"`` (the fallback)."""
     device = torch.device(device)
