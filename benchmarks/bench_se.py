@@ -14,6 +14,11 @@ forward+backward >= 1.3x on the CPU, forward >= 1.5x on a GPU). "GB/s" is the fu
 forward's read of x plus write of y (the 2-pass memory floor: no SE can move less)
 divided by its time; "copy GB/s" is the same traffic for ``y.copy_(x)`` measured in
 the same run, the machine's practical ceiling for it.
+
+On Linux the script first tells glibc's malloc to keep freed memory (see
+``benchmarks.timing.keep_freed_memory``): otherwise the page faults of re-allocated
+25 MB outputs come and go between runs and can outweigh both kernels.
+``--malloc default`` measures with glibc's default behaviour instead.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import zoo.ops as ops  # noqa: E402
-from benchmarks.timing import timed, timed_pair  # noqa: E402
+from benchmarks.timing import keep_freed_memory, timed, timed_pair  # noqa: E402
 
 SHAPES = [(32, 64, 56, 56), (32, 256, 28, 28), (32, 512, 14, 14), (8, 1024, 7, 7), (1, 256, 28, 28)]
 
@@ -47,13 +52,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--malloc", default="keep", choices=["keep", "default"],
+                        help="keep: glibc keeps freed memory for reuse (default); default: glibc's own policy")
     args = parser.parse_args()
+    kept = args.malloc == "keep" and keep_freed_memory()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("bench_se: --device cuda but no GPU is visible", file=sys.stderr)
         return 2
     print(f"squeeze_excite on {device} (backend: {ops.backend(device)}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, fp32")
+          f"{torch.get_num_threads()} threads, fp32, malloc: {'keeps freed memory' if kept else 'default'}")
     fwd_target, bwd_target = (1.4, 1.3) if device.type == "cpu" else (1.5, None)
 
     head = (f"{'shape':<20} {'eager fwd ms':>12} {'fused fwd ms':>12} {'speedup':>8} "

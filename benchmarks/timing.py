@@ -1,7 +1,9 @@
 """Wall-clock timing shared by the benchmark scripts (medians, with device syncs)."""
 from __future__ import annotations
 
+import ctypes
 import statistics
+import sys
 import time
 from typing import Callable
 
@@ -32,3 +34,25 @@ def timed_pair(fn_a, fn_b, device: torch.device, repeats: int) -> tuple[float, f
             sync()
             out.append(time.perf_counter() - t)
     return statistics.median(ta), statistics.median(tb)
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc's malloc to keep freed memory for reuse (no trimming, no per-block mmap).
+
+    By default glibc returns large freed blocks to the OS, depending on the order of
+    earlier allocations, so a later allocation of the same size may take a fresh page
+    fault (and the kernel zeroing the page) for each 4 KiB page. On a benchmark of
+    tens-of-MB tensors that cost comes and goes between runs and can be larger than the
+    kernels being compared; it lands on both sides, so it squeezes their ratio towards
+    1 at random. Production CPU setups avoid it with jemalloc or tcmalloc. Applies to the
+    whole process, so to both sides of every comparison. Returns False where it does not
+    apply (not Linux/glibc).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
