@@ -25,7 +25,8 @@ class ZooCLI(LightningCLI):
     """LightningCLI for the zoo's tasks and datamodules.
 
     A datamodule with an ``arch`` argument left unset gets the model's ``arch``,
-    so it normalises inputs with the mean/std of that model's spec.
+    so it normalises inputs with the mean/std of that model's spec; a model with
+    ``classes`` / ``img_size`` left unset (the Detector) gets the datamodule's.
     """
 
     def __init__(self, args: Sequence[str] | None = None, **kwargs) -> None:
@@ -57,10 +58,17 @@ class ZooCLI(LightningCLI):
         model, data = config.get("model"), config.get("data")
         if model is None or data is None:
             return
-        arch = model.get("init_args", {}).get("arch")
+        model_args = model.get("init_args") or {}
+        arch = model_args.get("arch")
         data_args = data.get("init_args")
-        if arch is not None and data_args is not None and "arch" in data_args and data_args["arch"] is None:
+        if data_args is None:
+            return
+        if arch is not None and "arch" in data_args and data_args["arch"] is None:
             data_args["arch"] = arch
+        # a detector left without class names / input size takes the datamodule's
+        for key in ("classes", "img_size"):
+            if key in model_args and model_args[key] is None and data_args.get(key) is not None:
+                model_args[key] = data_args[key]
 
 
 def _fmt_count(n: int) -> str:

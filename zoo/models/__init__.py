@@ -1,5 +1,18 @@
 """Architectures (plain nn.Module, no Lightning). Importing this registers every family."""
-from . import resnet  # noqa: F401  (registers the ResNet family)
+from . import darknet, resnet, yolov3  # noqa: F401  (each registers its family)
+from .darknet import ConvBNAct, DarkResidual, DarkStage, Darknet53
 from .resnet import BasicBlock, Bottleneck, ResNet
+from .yolov3 import YOLOBranch, YOLOv3, YOLOv3Tiny
 
-__all__ = ["BasicBlock", "Bottleneck", "ResNet"]
+__all__ = [
+    "BasicBlock",
+    "Bottleneck",
+    "ConvBNAct",
+    "DarkResidual",
+    "DarkStage",
+    "Darknet53",
+    "ResNet",
+    "YOLOBranch",
+    "YOLOv3",
+    "YOLOv3Tiny",
+]

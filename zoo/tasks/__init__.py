@@ -9,9 +9,11 @@ import pytorch_lightning as pl
 from ..registry import get_spec
 from ..weights import convert_state_dict, read_checkpoint
 from .classification import Classifier
+from .detection import DetectionWriter, Detector
 
 TASK_CLASSES: dict[str, type[pl.LightningModule]] = {
     "classification": Classifier,
+    "detection": Detector,
 }
 
 
@@ -46,4 +48,4 @@ def load(name: str, weights: str | None = None, **overrides: Any) -> pl.Lightnin
     return module
 
 
-__all__ = ["Classifier", "TASK_CLASSES", "load"]
+__all__ = ["Classifier", "DetectionWriter", "Detector", "TASK_CLASSES", "load"]

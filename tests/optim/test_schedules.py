@@ -1,0 +1,80 @@
+"""Warmup + exponential decay against torch's own schedulers and the closed form."""
+from __future__ import annotations
+
+import math
+import pickle
+
+import pytest
+import torch
+from torch.optim.lr_scheduler import ExponentialLR, LinearLR, SequentialLR
+
+from zoo.optim import WarmupExponentialDecay, WarmupExponentialLR, warmup_exponential
+
+
+def _lrs(sched, opt, steps):
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def _opt(lr=0.1):
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=lr)
+
+
+@pytest.mark.parametrize("warmup,start,gamma", [(5, 0.1, 0.9), (10, 0.01, 0.5), (0, 1.0, 0.95)])
+def test_matches_torch_linear_then_exponential(warmup, start, gamma):
+    """decay_steps=1 is torch's LinearLR (warmup) followed by ExponentialLR."""
+    ours_opt, ref_opt = _opt(), _opt()
+    ours = WarmupExponentialLR(ours_opt, warmup_steps=warmup, gamma=gamma, decay_steps=1, start_factor=start)
+    if warmup:
+        ref = SequentialLR(ref_opt, [LinearLR(ref_opt, start_factor=start, end_factor=1.0, total_iters=warmup),
+                                     ExponentialLR(ref_opt, gamma=gamma)], milestones=[warmup])
+    else:
+        ref = ExponentialLR(ref_opt, gamma=gamma)
+    a, b = _lrs(ours, ours_opt, 40), _lrs(ref, ref_opt, 40)
+    for x, y in zip(a, b):
+        assert x == pytest.approx(y, rel=1e-9, abs=1e-12)
+
+
+def test_closed_form_with_decay_steps_and_staircase():
+    f = WarmupExponentialDecay(warmup_steps=4, gamma=0.1, decay_steps=10, start_factor=0.2)
+    assert f(0) == pytest.approx(0.2)
+    assert f(2) == pytest.approx(0.2 + 0.8 * 2 / 4)
+    assert f(4) == pytest.approx(1.0)
+    assert f(14) == pytest.approx(0.1)
+    assert f(9) == pytest.approx(0.1 ** 0.5)
+    s = WarmupExponentialDecay(warmup_steps=4, gamma=0.1, decay_steps=10, staircase=True)
+    assert [s(t) for t in (4, 13, 14, 23, 24)] == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01])
+    assert warmup_exponential(7, 4, 0.5, 3.0) == pytest.approx(0.5)
+    # monotone: rises through the warmup, falls after it
+    vals = [f(t) for t in range(60)]
+    assert all(b > a for a, b in zip(vals[:4], vals[1:5])) and all(b < a for a, b in zip(vals[4:], vals[5:]))
+    assert math.isclose(f(4 + 10 * 3), 1e-3, rel_tol=1e-12)
+
+
+def test_state_round_trip_and_pickle():
+    opt = _opt()
+    sched = WarmupExponentialLR(opt, warmup_steps=3, gamma=0.5, decay_steps=2)
+    _lrs(sched, opt, 5)
+    state = sched.state_dict()
+    opt2 = _opt()
+    sched2 = WarmupExponentialLR(opt2, warmup_steps=3, gamma=0.5, decay_steps=2)
+    sched2.load_state_dict(state)
+    assert sched2.last_epoch == sched.last_epoch and sched2.get_last_lr() == sched.get_last_lr()
+    f = pickle.loads(pickle.dumps(sched.factor))
+    assert f(7) == sched.factor(7)
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"warmup_steps": -1, "gamma": 0.5}, "warmup_steps"),
+    ({"warmup_steps": 2, "gamma": 0.0}, "gamma"),
+    ({"warmup_steps": 2, "gamma": 1.5}, "gamma"),
+    ({"warmup_steps": 2, "gamma": 0.5, "decay_steps": 0}, "decay_steps"),
+    ({"warmup_steps": 2, "gamma": 0.5, "start_factor": 2.0}, "start_factor"),
+])
+def test_bad_arguments(kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        WarmupExponentialDecay(**kwargs)

@@ -1,0 +1,690 @@
+"""Detection data: VOC XML (AI识虫 insects layout), letterbox transforms, batches, anchors.
+
+Batch format (train, val, test and predict alike)::
+
+    images  float32 [B, 3, S, S] in [0, 1] (not normalised), letterboxed, gray (114) padding
+    targets list of B dicts: "boxes" float32 [n, 4] xyxy pixels of the network input,
+            "labels" int64 [n] (index into ``classes``), "iscrowd" int64 [n]
+    metas   list of B dicts: "path" str, "orig_size" (h, w), "scale" float, "pad" (left, top)
+
+A box maps back to the original image as ``orig = (net - pad) / scale`` (x with ``left``,
+y with ``top``). Predict batches from ``predict_dir`` have empty targets.
+
+``difficult`` objects: with ``use_difficult=False`` they are removed from training
+targets and kept in eval targets with ``iscrowd=1`` (torchmetrics' MeanAveragePrecision
+then neither rewards nor penalises detections of them); with ``use_difficult=True`` they
+are ordinary objects everywhere (``iscrowd=0``).
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import os
+import shutil
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from .synthetic_insects import GENERATOR_VERSION, INSECT_CLASSES, synthetic_insects
+
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")  # in order of preference for one stem
+PAD_VALUE = 114  # letterbox / affine fill, of 255
+BOX_TOLERANCE = 1.0  # pixels a VOC box may stick out of the image (1-based coordinates)
+
+
+# --------------------------------------------------------------------------------------
+# annotations
+
+
+def read_voc_xml(path: str | os.PathLike, classes: Sequence[str] = INSECT_CLASSES) -> dict[str, Any]:
+    """Parse one VOC annotation.
+
+    Returns ``{"filename": str | None, "size": (width, height), "boxes": float32 [n, 4]
+    xyxy pixels, "labels": int64 [n] (index into ``classes``), "difficult": bool [n]}``.
+    Coordinates are taken as written; a box may stick out of the image by up to 1 px
+    (VOC's 1-based coordinates) and is then clipped to it. A malformed file, a missing
+    size or bndbox field, an unknown class name, a box outside the image or an empty
+    box (x2 <= x1 or y2 <= y1) raises ``ValueError`` naming the file.
+    """
+    path = os.fspath(path)
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as err:
+        raise ValueError(f"annotation {path!r}: not a readable XML file: {err}") from err
+
+    def number(node: ET.Element, tag: str, where: str) -> float:
+        child = node.find(tag)
+        if child is None or child.text is None or not child.text.strip():
+            raise ValueError(f"annotation {path!r}: {where} has no <{tag}>")
+        try:
+            return float(child.text)
+        except ValueError:
+            raise ValueError(f"annotation {path!r}: {where} <{tag}> is not a number: {child.text!r}") from None
+
+    size = root.find("size")
+    if size is None:
+        raise ValueError(f"annotation {path!r}: no <size> element")
+    width, height = number(size, "width", "<size>"), number(size, "height", "<size>")
+    if width < 1 or height < 1 or width != int(width) or height != int(height):
+        raise ValueError(f"annotation {path!r}: <size> must be positive whole pixels, got {width} x {height}")
+    width, height = int(width), int(height)
+    index = {name: i for i, name in enumerate(classes)}
+    boxes, labels, difficult = [], [], []
+    for k, obj in enumerate(root.findall("object")):
+        where = f"object {k}"
+        name_node = obj.find("name")
+        name = name_node.text.strip() if name_node is not None and name_node.text else None
+        if name is None:
+            raise ValueError(f"annotation {path!r}: {where} has no <name>")
+        if name not in index:
+            raise ValueError(f"annotation {path!r}: {where} has unknown class {name!r}; known classes: "
+                             f"{', '.join(classes)}")
+        bb = obj.find("bndbox")
+        if bb is None:
+            raise ValueError(f"annotation {path!r}: {where} ({name}) has no <bndbox>")
+        x1, y1, x2, y2 = (number(bb, t, f"{where} ({name}) <bndbox>") for t in ("xmin", "ymin", "xmax", "ymax"))
+        if x2 <= x1 or y2 <= y1:
+            raise ValueError(f"annotation {path!r}: {where} ({name}) box {[x1, y1, x2, y2]} is empty "
+                             "(needs xmax > xmin and ymax > ymin)")
+        tol = BOX_TOLERANCE
+        if x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
+            raise ValueError(f"annotation {path!r}: {where} ({name}) box {[x1, y1, x2, y2]} lies outside the "
+                             f"{width} x {height} image")
+        x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
+        if x2 <= x1 or y2 <= y1:  # e.g. xmin = width, xmax = width + 1
+            raise ValueError(f"annotation {path!r}: {where} ({name}) box is empty once clipped to the "
+                             f"{width} x {height} image")
+        diff = obj.find("difficult")
+        try:
+            is_difficult = diff is not None and diff.text is not None and int(float(diff.text)) != 0
+        except ValueError:
+            raise ValueError(f"annotation {path!r}: {where} ({name}) <difficult> is not a number: "
+                             f"{diff.text!r}") from None
+        boxes.append((x1, y1, x2, y2))
+        labels.append(index[name])
+        difficult.append(is_difficult)
+    fn = root.find("filename")
+    return {
+        "filename": fn.text.strip() if fn is not None and fn.text else None,
+        "size": (width, height),
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.tensor(labels, dtype=torch.int64),
+        "difficult": torch.tensor(difficult, dtype=torch.bool),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# transforms
+
+
+def letterbox_geometry(height: int, width: int, size: int) -> tuple[float, tuple[int, int], tuple[int, int]]:
+    """``(scale, (left, top), (new_h, new_w))`` to fit a ``height x width`` image in ``size x size``."""
+    scale = size / max(height, width)
+    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+    return scale, ((size - new_w) // 2, (size - new_h) // 2), (new_h, new_w)
+
+
+class Letterbox(v2.Transform):
+    """Resize keeping the aspect ratio so the long side is ``size``, pad to ``size x size``.
+
+    A torchvision v2 transform: images are padded with ``fill`` (of 255; scaled for float
+    images), masks with 0; ``BoundingBoxes`` are scaled and shifted with them.
+    :meth:`geometry` gives the ``scale`` and ``pad`` (left, top) it applies.
+    """
+
+    def __init__(self, size: int, fill: int = PAD_VALUE) -> None:
+        super().__init__()
+        if size < 1:
+            raise ValueError(f"size: expected >= 1, got {size}")
+        self.size, self.fill = int(size), fill
+
+    def geometry(self, height: int, width: int) -> tuple[float, tuple[int, int]]:
+        scale, pad, _ = letterbox_geometry(height, width, self.size)
+        return scale, pad
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        sizes = {tuple(TF.get_size(x)) for x in flat_inputs
+                 if isinstance(x, (tv_tensors.Image, tv_tensors.Mask, Image.Image))
+                 or (isinstance(x, Tensor) and not isinstance(x, tv_tensors.TVTensor))}
+        sizes |= {tuple(x.canvas_size) for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes)}
+        if len(sizes) != 1:
+            raise ValueError(f"Letterbox: expected one image size in the sample, got {sorted(sizes)}")
+        (h, w), = sizes
+        _, (left, top), (new_h, new_w) = letterbox_geometry(h, w, self.size)
+        return {"resize": [new_h, new_w], "padding": [left, top, self.size - new_w - left, self.size - new_h - top]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        out = self._call_kernel(TF.resize, inpt, params["resize"], antialias=True)
+        if isinstance(inpt, tv_tensors.Mask):
+            fill: float = 0
+        elif isinstance(inpt, Tensor) and inpt.is_floating_point():
+            fill = self.fill / 255.0
+        else:
+            fill = self.fill
+        return self._call_kernel(TF.pad, out, params["padding"], fill=fill)
+
+
+def _labels_and_crowd(inputs: Any) -> tuple[Tensor, Tensor]:
+    """SanitizeBoundingBoxes' labels_getter: the per-box tensors to filter with the boxes."""
+    target = inputs[1]
+    return target["labels"], target["iscrowd"]
+
+
+class DetectionTransforms:
+    """``(image, target) -> (image float32 [3, S, S] in [0, 1], target, {"scale", "pad"})``.
+
+    ``image`` is a PIL image (fastest) or a uint8 ``[3, H, W]`` tensor; ``target`` holds ``boxes``
+    (xyxy pixels), ``labels`` and ``iscrowd``. The image is letterboxed to ``img_size``
+    first (so augmentation works at network resolution, cheap for 1,300 px photos), then,
+    when the corresponding option is on: a random affine map (rotation up to ``degrees``,
+    shift up to ``translate`` of the side, zoom in ``scale``: zoom-in crops, zoom-out
+    pads with gray; boxes are the enclosing box of the mapped corners, clipped to the
+    image), horizontal / vertical flips with probability ``hflip`` / ``vflip``, and
+    brightness/contrast/saturation jitter of ``jitter``. With ``sanitize`` boxes smaller
+    than ``min_size`` px on a side are dropped with their labels (set it for training).
+    The returned ``scale`` / ``pad`` describe the letterbox only.
+    """
+
+    def __init__(
+        self,
+        img_size: int,
+        degrees: float | tuple[float, float] = 0.0,
+        translate: float = 0.0,
+        scale: tuple[float, float] = (1.0, 1.0),
+        hflip: float = 0.0,
+        vflip: float = 0.0,
+        jitter: float = 0.0,
+        sanitize: bool = False,
+        min_size: float = 2.0,
+    ) -> None:
+        self.img_size = int(img_size)
+        self.letterbox = Letterbox(self.img_size)
+        ops: list[Callable] = []
+        rotate = any(float(d) != 0.0 for d in (degrees if isinstance(degrees, (tuple, list)) else (degrees,)))
+        if rotate or translate or tuple(scale) != (1.0, 1.0):
+            ops.append(v2.RandomAffine(degrees=degrees, translate=(translate, translate) if translate else None,
+                                       scale=tuple(scale), interpolation=v2.InterpolationMode.BILINEAR,
+                                       fill={tv_tensors.Mask: 0, "others": PAD_VALUE}))
+        if hflip:
+            ops.append(v2.RandomHorizontalFlip(hflip))
+        if vflip:
+            ops.append(v2.RandomVerticalFlip(vflip))
+        if jitter:
+            ops.append(v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter))
+        self.augment = v2.Compose(ops) if ops else None
+        self.sanitize = (v2.SanitizeBoundingBoxes(min_size=min_size, labels_getter=_labels_and_crowd)
+                         if sanitize else None)
+
+    def __call__(self, image: Image.Image | Tensor, target: dict[str, Tensor]) -> tuple[Tensor, dict, dict]:
+        # PIL until the end: its resize / affine / enhance kernels are many times faster on CPU
+        if not isinstance(image, Image.Image):
+            image = tv_tensors.Image(image)  # not a pure tensor, so labels are never taken for the image
+        h, w = TF.get_size(image)
+        target = dict(target)
+        target["boxes"] = tv_tensors.BoundingBoxes(target["boxes"].reshape(-1, 4), format="XYXY", canvas_size=(h, w))
+        scale, pad = self.letterbox.geometry(h, w)
+        image, target = self.letterbox(image, target)
+        if self.augment is not None:
+            image, target = self.augment(image, target)
+        if self.sanitize is not None:
+            image, target = self.sanitize(image, target)
+        image = TF.to_dtype(TF.to_image(image), torch.float32, scale=True).as_subclass(Tensor)
+        target["boxes"] = target["boxes"].as_subclass(Tensor).float()
+        return image, target, {"scale": scale, "pad": pad}
+
+
+def train_transforms(img_size: int, augment: bool = True, degrees: float | tuple[float, float] = 10.0,
+                     translate: float = 0.1, scale: tuple[float, float] = (0.75, 1.25), hflip: float = 0.5,
+                     vflip: float = 0.5, jitter: float = 0.25, min_size: float = 2.0) -> DetectionTransforms:
+    """Training transforms: letterbox, the random augmentations when ``augment``, then sanitize."""
+    if not augment:
+        return DetectionTransforms(img_size, sanitize=True, min_size=min_size)
+    return DetectionTransforms(img_size, degrees, translate, scale, hflip, vflip, jitter, sanitize=True,
+                               min_size=min_size)
+
+
+def eval_transforms(img_size: int) -> DetectionTransforms:
+    """Eval / predict transforms: letterbox only (every box kept)."""
+    return DetectionTransforms(img_size)
+
+
+# --------------------------------------------------------------------------------------
+# datasets
+
+
+def _empty_target() -> dict[str, Tensor]:
+    return {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+            "iscrowd": torch.zeros(0, dtype=torch.int64)}
+
+
+def open_image(path: str, min_size: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """``(RGB image, (width, height) stored in the file)``; unreadable files raise ``ValueError`` naming them.
+
+    With ``min_size`` a JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, in the DCT
+    domain: several times faster) as long as both sides stay >= ``min_size``.
+    """
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            size = img.size
+            if min_size is not None and img.format == "JPEG":
+                img.draft("RGB", (min_size, min_size))
+            return img.convert("RGB"), size
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ValueError(f"image file {path!r} cannot be read as an image: {err}") from err
+
+
+def _load(transforms: Callable | None, path: str, target: dict[str, Tensor], xml: str | None = None,
+          xml_size: tuple[int, int] | None = None) -> tuple[Tensor, dict[str, Tensor], dict[str, Any]]:
+    """Read ``path`` and apply ``transforms``: ``(image, target, meta)``."""
+    img, (w, h) = open_image(path, getattr(transforms, "img_size", None))
+    if xml_size is not None and (w, h) != tuple(xml_size):
+        raise ValueError(f"image {path!r} is {w} x {h} but its annotation {xml!r} says <size> "
+                         f"{xml_size[0]} x {xml_size[1]}")
+    dw, dh = img.size
+    if (dw, dh) != (w, h):  # decoded at a reduced scale
+        target = dict(target, boxes=target["boxes"] * torch.tensor([dw / w, dh / h, dw / w, dh / h]))
+    if transforms is None:
+        image = TF.to_dtype(TF.pil_to_tensor(img), torch.float32, scale=True)
+        geo: dict[str, Any] = {"scale": 1.0, "pad": (0, 0)}
+    else:
+        image, target, geo = transforms(img, target)
+    scale = float(geo["scale"]) * max(dw, dh) / max(w, h)  # original -> network pixels
+    return image, target, {"path": path, "orig_size": (h, w), "scale": scale, "pad": tuple(geo["pad"])}
+
+
+class VOCDetection(Dataset):
+    """A split of a VOC dataset in the insects layout: item = ``(image, target, meta)``.
+
+    Reads ``root/{split}/annotations/xmls/*.xml`` (sorted by stem) with the image
+    ``root/{split}/images/<stem>.jpeg`` (or ``.jpg`` / ``.png``). Every annotation is parsed
+    and every image located at construction, so a broken dataset fails before training
+    (``ValueError`` / ``FileNotFoundError`` naming the file).
+
+    ``transforms(pil_image, target) -> (image, target, {"scale", "pad"})``, e.g.
+    :func:`train_transforms` / :func:`eval_transforms`; without it the image is the
+    original ``[3, H, W]`` in [0, 1] with ``scale`` 1 and ``pad`` (0, 0). ``target`` holds
+    ``boxes`` float32 [n, 4], ``labels`` int64 [n] and ``iscrowd`` int64 [n]; ``meta`` is
+    ``{"path", "orig_size" (h, w), "scale", "pad" (left, top)}``.
+
+    Difficult objects: with ``use_difficult`` they count as ordinary objects; otherwise
+    they get ``iscrowd=1``, or are removed when ``drop_difficult`` (for training).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        classes: Sequence[str] = INSECT_CLASSES,
+        transforms: Callable | None = None,
+        use_difficult: bool = False,
+        drop_difficult: bool = False,
+    ) -> None:
+        self.root, self.split = os.fspath(root), split
+        self.classes = tuple(classes)
+        _check_classes(self.classes)
+        self.transforms, self.use_difficult, self.drop_difficult = transforms, use_difficult, drop_difficult
+        xml_dir = os.path.join(self.root, split, "annotations", "xmls")
+        img_dir = os.path.join(self.root, split, "images")
+        if not os.path.isdir(xml_dir):
+            raise ValueError(f"{split} split: {xml_dir!r} is not a directory (expected the insects layout "
+                             "root/{split}/annotations/xmls/*.xml + root/{split}/images/*.jpeg)")
+        xmls = sorted((f for f in os.listdir(xml_dir) if f.lower().endswith(".xml")), key=lambda f: f[:-4])
+        if not xmls:
+            raise ValueError(f"{split} split: no .xml annotations in {xml_dir!r}")
+        images: dict[str, str] = {}
+        if os.path.isdir(img_dir):
+            for f in sorted(os.listdir(img_dir), key=lambda f: IMAGE_SUFFIXES.index(os.path.splitext(f)[1].lower())
+                            if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES else 99):
+                stem, ext = os.path.splitext(f)
+                if ext.lower() in IMAGE_SUFFIXES:
+                    images.setdefault(stem, os.path.join(img_dir, f))
+        self.records: list[dict[str, Any]] = []
+        for f in xmls:
+            stem, xml_path = f[:-4], os.path.join(xml_dir, f)
+            if stem not in images:
+                raise FileNotFoundError(f"annotation {xml_path!r}: no image for it, expected "
+                                        f"{os.path.join(img_dir, stem + IMAGE_SUFFIXES[0])!r} (or .jpg / .png)")
+            rec = read_voc_xml(xml_path, self.classes)
+            rec["xml"], rec["image"] = xml_path, images[stem]
+            self.records.append(rec)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def target(self, i: int) -> dict[str, Tensor]:
+        """Item ``i``'s target in original-image pixels (before transforms), difficult rules applied."""
+        rec = self.records[i]
+        boxes, labels, difficult = rec["boxes"], rec["labels"], rec["difficult"]
+        if self.use_difficult:
+            difficult = torch.zeros_like(difficult)
+        elif self.drop_difficult:
+            boxes, labels, difficult = boxes[~difficult], labels[~difficult], difficult[~difficult]
+        return {"boxes": boxes.clone(), "labels": labels.clone(), "iscrowd": difficult.to(torch.int64)}
+
+    def __getitem__(self, i: int) -> tuple[Tensor, dict[str, Tensor], dict[str, Any]]:
+        rec = self.records[i]
+        return _load(self.transforms, rec["image"], self.target(i), rec["xml"], rec["size"])
+
+
+class DetectionImages(Dataset):
+    """Every image in a folder (sorted; .jpeg/.jpg/.png): item = ``(image, empty target, meta)``."""
+
+    def __init__(self, root: str | os.PathLike, transforms: Callable | None = None) -> None:
+        root = os.fspath(root)
+        if not os.path.isdir(root):
+            raise ValueError(f"predict_dir: {root!r} is not a directory")
+        self.files = sorted(os.path.join(root, f) for f in os.listdir(root)
+                            if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise ValueError(f"predict_dir: no image files ({', '.join(IMAGE_SUFFIXES)}) in {root!r}")
+        self.transforms = transforms
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, dict[str, Tensor], dict[str, Any]]:
+        return _load(self.transforms, self.files[i], _empty_target())
+
+
+# --------------------------------------------------------------------------------------
+# batches
+
+
+def detection_collate(batch: Sequence[tuple[Tensor, dict, dict]]) -> tuple[Tensor, list[dict], list[dict]]:
+    """``[(image [3, S, S], target, meta), ...] -> (images [B, 3, S, S], [target, ...], [meta, ...])``."""
+    if not batch:
+        raise ValueError("detection_collate: empty batch")
+    images, targets, metas = zip(*batch)
+    shapes = {tuple(im.shape) for im in images}
+    if len(shapes) != 1:
+        raise ValueError(f"detection_collate: images of different shapes {sorted(shapes)}; letterbox them first")
+    return torch.stack(images), list(targets), list(metas)
+
+
+def resize_batch(images: Tensor, targets: list[dict], metas: list[dict], size: int
+                 ) -> tuple[Tensor, list[dict], list[dict]]:
+    """Resize square ``images [B, 3, S, S]`` to ``size``, scaling boxes and metas' scale / pad with them."""
+    base = images.shape[-1]
+    if size == base:
+        return images, targets, metas
+    f = size / base
+    images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=f < 1)
+    images = images.clamp_(0.0, 1.0)
+    targets = [dict(t, boxes=t["boxes"] * f) for t in targets]
+    metas = [dict(m, scale=m["scale"] * f, pad=(m["pad"][0] * f, m["pad"][1] * f)) for m in metas]
+    return images, targets, metas
+
+
+def multiscale_sizes(lo: int, hi: int, stride: int = 32) -> list[int]:
+    """The multiples of ``stride`` in ``[lo, hi]``."""
+    sizes = list(range(math.ceil(lo / stride) * stride, hi + 1, stride))
+    if not sizes:
+        raise ValueError(f"multiscale: no multiple of {stride} in [{lo}, {hi}]")
+    return sizes
+
+
+class MultiScaleCollate:
+    """:func:`detection_collate`, then the batch resized to a random one of ``sizes``."""
+
+    def __init__(self, sizes: Sequence[int]) -> None:
+        if not sizes:
+            raise ValueError("MultiScaleCollate: sizes is empty")
+        self.sizes = sorted(int(s) for s in sizes)
+
+    def __call__(self, batch: Sequence[tuple[Tensor, dict, dict]]) -> tuple[Tensor, list[dict], list[dict]]:
+        size = self.sizes[int(torch.randint(len(self.sizes), ()))]
+        return resize_batch(*detection_collate(batch), size)
+
+
+# --------------------------------------------------------------------------------------
+# anchors
+
+
+def shape_iou(wh: Tensor, anchors: Tensor) -> Tensor:
+    """IoU of boxes ``[n, 2]`` and ``[k, 2]`` (w, h) aligned at a common corner: ``[n, k]``."""
+    inter = torch.minimum(wh[:, None, 0], anchors[None, :, 0]) * torch.minimum(wh[:, None, 1], anchors[None, :, 1])
+    return inter / (wh[:, None].prod(-1) + anchors[None].prod(-1) - inter)
+
+
+def _dataset_wh(ds: VOCDetection, img_size: int) -> Tensor:
+    """The (w, h) of the boxes ``ds`` trains on (not the iscrowd ones), letterboxed to ``img_size``."""
+    out = []
+    for i, rec in enumerate(ds.records):
+        t = ds.target(i)
+        boxes = t["boxes"][t["iscrowd"] == 0]
+        out.append((boxes[:, 2:] - boxes[:, :2]) * (img_size / max(rec["size"])))
+    return torch.cat(out) if out else torch.zeros(0, 2)
+
+
+def kmeans_anchors(dataset_or_boxes: VOCDetection | Tensor, k: int = 9, img_size: int = 416, iters: int = 300,
+                   seed: int = 0, restarts: int = 3) -> Tensor:
+    """k-means anchors ``[k, 2]`` (w, h) in network pixels, sorted by area.
+
+    Distance 1 - IoU of boxes aligned at a common corner. ``dataset_or_boxes`` is a
+    :class:`VOCDetection` (its non-difficult boxes, letterboxed to ``img_size``; images are
+    not read) or a tensor of ``[n, 2]`` (w, h), or ``[n, 4]`` xyxy, used as given.
+    k-means++ seeding; the best of ``restarts`` runs (mean best IoU) wins.
+    """
+    if isinstance(dataset_or_boxes, VOCDetection):
+        wh = _dataset_wh(dataset_or_boxes, img_size)
+    else:
+        wh = torch.as_tensor(dataset_or_boxes, dtype=torch.float64)
+        if wh.ndim != 2 or wh.shape[1] not in (2, 4):
+            raise ValueError(f"kmeans_anchors: expected boxes [n, 2] (w, h) or [n, 4] xyxy, got {tuple(wh.shape)}")
+        if wh.shape[1] == 4:
+            wh = wh[:, 2:] - wh[:, :2]
+    wh = wh.double()
+    wh = wh[(wh > 0).all(1)]
+    if len(wh) == 0:
+        raise ValueError("kmeans_anchors: no boxes (with positive width and height) to cluster")
+    if k < 1 or len(wh) < k:
+        raise ValueError(f"kmeans_anchors: need 1 <= k <= number of boxes, got k={k} for {len(wh)} boxes")
+    gen = torch.Generator().manual_seed(seed)
+    best, best_fit = None, -1.0
+    for _ in range(max(1, restarts)):
+        centres = wh[torch.randint(len(wh), (1,), generator=gen)]
+        while len(centres) < k:  # k-means++: far (in 1 - IoU) boxes are likelier next centres
+            d = 1.0 - shape_iou(wh, centres).max(1).values
+            p = d / d.sum() if d.sum() > 0 else torch.full_like(d, 1.0 / len(d))
+            centres = torch.cat([centres, wh[torch.multinomial(p, 1, generator=gen)]])
+        assign = None
+        for _ in range(iters):
+            iou = shape_iou(wh, centres)
+            new = iou.argmax(1)
+            if assign is not None and torch.equal(new, assign):
+                break
+            assign = new
+            for j in range(k):
+                members = wh[assign == j]
+                if len(members):
+                    centres[j] = members.median(0).values
+                else:  # an empty cluster takes the worst-fitted box
+                    centres[j] = wh[iou.max(1).values.argmin()]
+        fit = shape_iou(wh, centres).max(1).values.mean().item()
+        if fit > best_fit:
+            best, best_fit = centres.clone(), fit
+    return best[best.prod(1).argsort()].float()
+
+
+# --------------------------------------------------------------------------------------
+# datamodule
+
+
+def _check_classes(classes: Sequence[str]) -> None:
+    if not classes:
+        raise ValueError("classes: expected at least one class name")
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"classes: names must be unique, got {list(classes)}")
+
+
+_SYNTHETIC_ARGS = {name: p.default for name, p in inspect.signature(synthetic_insects).parameters.items()
+                   if name != "root"}
+
+
+def synthetic_root(data_dir: str | os.PathLike, synthetic: dict | None = None) -> tuple[Path, dict]:
+    """Where :class:`DetectionDataModule` keeps the generated set for ``synthetic`` kwargs, and the full kwargs."""
+    kwargs = dict(_SYNTHETIC_ARGS)
+    unknown = set(synthetic or {}) - set(kwargs)
+    if unknown:
+        raise ValueError(f"synthetic: unknown keys {sorted(unknown)}; known: {', '.join(kwargs)}")
+    kwargs.update(synthetic or {})
+    key = json.dumps({**kwargs, "version": GENERATOR_VERSION}, sort_keys=True)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    return Path(data_dir) / f"synthetic_insects_{digest}", kwargs
+
+
+COMPLETE_MARKER = "COMPLETE.json"
+
+
+def ensure_synthetic(data_dir: str | os.PathLike, synthetic: dict | None = None) -> Path:
+    """Generate the synthetic set once (idempotent, safe against interruption) and return its root.
+
+    A set counts as complete when its marker file exists. Generation goes to a temporary
+    sibling folder renamed into place at the end, so an interrupted run never looks complete.
+    """
+    root, kwargs = synthetic_root(data_dir, synthetic)
+    if (root / COMPLETE_MARKER).is_file():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        synthetic_insects(tmp, **kwargs)
+        (tmp / COMPLETE_MARKER).write_text(json.dumps({**kwargs, "version": GENERATOR_VERSION}, sort_keys=True))
+        if root.exists() and not (root / COMPLETE_MARKER).is_file():
+            shutil.rmtree(root, ignore_errors=True)  # an incomplete leftover
+        try:
+            os.rename(tmp, root)
+        except OSError:
+            if not (root / COMPLETE_MARKER).is_file():  # not a concurrent generator winning the race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+class DetectionDataModule(pl.LightningDataModule):
+    """VOC detection data (AI识虫 insects layout) as train / val / test / predict loaders.
+
+    ``root`` holds ``{train,val[,test]}/annotations/xmls/*.xml`` + ``.../images/*.jpeg``;
+    with ``root=None`` a generated insect set (``synthetic``: kwargs of
+    :func:`zoo.data.synthetic_insects`, e.g. ``{n_train: 300, n_val: 60, size: 320,
+    seed: 0}``) is written once to ``{data_dir}/synthetic_insects_<hash>`` and read back
+    through :class:`VOCDetection`. Test uses the ``test`` split when it has annotations,
+    else val; predict reads ``predict_dir`` (empty targets), else the val split.
+
+    Images are letterboxed to ``img_size`` (gray padding). Training adds the random
+    augmentations of :func:`train_transforms` when ``augment``; ``multiscale=[lo, hi]``
+    letterboxes training images to the largest multiple of 32 in the range and resizes
+    each training batch to a random multiple of 32 in it. Batches are
+    ``(images, targets, metas)``, see the module docstring. ``arch`` is accepted and
+    ignored (the CLI links the model's arch into every datamodule).
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        classes: list[str] = INSECT_CLASSES,  # type: ignore[assignment]  # a tuple: immutable default
+        img_size: int = 416,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        multiscale: list[int] | None = None,
+        augment: bool = True,
+        use_difficult: bool = False,
+        predict_dir: str | None = None,
+        synthetic: dict | None = None,
+        data_dir: str = "runs/data",
+        arch: str | None = None,
+    ) -> None:
+        super().__init__()
+        if img_size < 32 or img_size % 32:
+            raise ValueError(f"img_size: expected a multiple of 32 (the network stride), got {img_size}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers: expected >= 0, got {num_workers}")
+        self.sizes: list[int] | None = None
+        if multiscale is not None:
+            if len(multiscale) != 2 or not 0 < multiscale[0] <= multiscale[1]:
+                raise ValueError(f"multiscale: expected [min_size, max_size] with 0 < min <= max, got {multiscale}")
+            self.sizes = multiscale_sizes(int(multiscale[0]), int(multiscale[1]))
+        _check_classes(list(classes))
+        if root is None:
+            synthetic_root(data_dir, synthetic)  # validates the kwargs now
+        self.save_hyperparameters()
+        self.classes: list[str] = list(classes)
+        self.train_set = self.val_set = self.test_set = self.predict_set = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def data_root(self) -> str:
+        """The dataset root: ``root``, or where the synthetic set is (or will be) generated."""
+        hp = self.hparams
+        return hp.root if hp.root is not None else str(synthetic_root(hp.data_dir, hp.synthetic)[0])
+
+    def prepare_data(self) -> None:
+        if self.hparams.root is None:
+            ensure_synthetic(self.hparams.data_dir, self.hparams.synthetic)
+
+    def _split(self, split: str, transforms: DetectionTransforms, train: bool = False) -> VOCDetection:
+        return VOCDetection(self._root, split, self.classes, transforms, self.hparams.use_difficult,
+                            drop_difficult=train)
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        self._root = hp.root if hp.root is not None else str(ensure_synthetic(hp.data_dir, hp.synthetic))
+        if not os.path.isdir(self._root):
+            raise ValueError(f"root: {self._root!r} is not a directory")
+        evaluate = eval_transforms(hp.img_size)
+
+        def val() -> VOCDetection:
+            if self.val_set is None:
+                self.val_set = self._split("val", evaluate)
+            return self.val_set
+
+        if stage in (None, "fit") and self.train_set is None:
+            train_size = max(self.sizes) if self.sizes else hp.img_size
+            self.train_set = self._split("train", train_transforms(train_size, hp.augment), train=True)
+        if stage in (None, "fit", "validate"):
+            val()
+        if stage in (None, "test") and self.test_set is None:
+            has_test = os.path.isdir(os.path.join(self._root, "test", "annotations", "xmls"))
+            self.test_set = self._split("test", evaluate) if has_test else val()
+        if stage in (None, "predict") and self.predict_set is None:
+            self.predict_set = DetectionImages(hp.predict_dir, evaluate) if hp.predict_dir is not None else val()
+
+    def _loader(self, ds: Dataset | None, shuffle: bool, collate: Callable = detection_collate) -> DataLoader:
+        if ds is None:
+            raise RuntimeError("DetectionDataModule: call setup() for this stage first")
+        return DataLoader(ds, batch_size=self.hparams.batch_size, shuffle=shuffle,
+                          num_workers=self.hparams.num_workers, collate_fn=collate,
+                          persistent_workers=self.hparams.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        collate = MultiScaleCollate(self.sizes) if self.sizes else detection_collate
+        return self._loader(self.train_set, True, collate)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_set, False)

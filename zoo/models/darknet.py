@@ -1,0 +1,251 @@
+"""Darknet-53 (Redmon & Farhadi, "YOLOv3: An Incremental Improvement", 2018).
+
+The backbone of YOLOv3, as in darknet's ``cfg/darknet53.cfg`` / ``cfg/yolov3.cfg``:
+
+* every convolution is a darknet ``[convolutional]`` layer with
+  ``batch_normalize=1, activation=leaky``: ``Conv2d(bias=False) -> BatchNorm2d ->
+  LeakyReLU(0.1)``, padding ``k // 2`` (:class:`ConvBNAct`);
+* a 3x3 stem conv of 32 channels, then five stages, each a stride-2 3x3 conv
+  followed by ``N`` residual blocks ``[1x1 C/2, 3x3 C] + x`` with
+  ``(C, N) = (64, 1), (128, 2), (256, 8), (512, 8), (1024, 4)``;
+* 52 convolutions, 40,584,928 parameters in the body.
+
+``darknet53`` is the ImageNet classifier: body + global average pool + a linear
+layer (darknet's final 1x1 ``[convolutional]`` of 1000 filters with a bias), 41,609,928
+parameters -- the same count as ``timm.create_model("darknet53")``, whose state dict
+loads through the ``timm`` converter in :mod:`zoo.weights`. Note that timm builds
+its darknet53 with ``LeakyReLU(0.01)`` (torch's default slope) where darknet uses
+0.1: build with ``negative_slope=0.01`` to reproduce timm's outputs.
+
+With ``se=True`` every residual block gets a Squeeze-and-Excitation block
+(:class:`zoo.nn.SEBlock`, the fused op :func:`zoo.ops.squeeze_excite`) on its branch,
+after the 3x3 conv and before the shortcut add (the ``yolov3_se`` backbone).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..nn import SEBlock, check_image_batch
+from ..registry import register_model
+
+#: (channels, residual blocks) of the five stages.
+DARKNET53_STAGES: tuple[tuple[int, int], ...] = ((64, 1), (128, 2), (256, 8), (512, 8), (1024, 4))
+
+#: darknet's ``activation=leaky`` slope.
+LEAKY_SLOPE = 0.1
+
+
+class ConvBNAct(nn.Module):
+    """darknet ``[convolutional]`` with ``batch_normalize=1``: conv (no bias) -> BN -> LeakyReLU.
+
+    ``[N, cin, H, W] -> [N, cout, H/stride, W/stride]`` (padding ``kernel_size // 2``).
+    """
+
+    def __init__(
+        self, cin: int, cout: int, kernel_size: int = 1, stride: int = 1, negative_slope: float = LEAKY_SLOPE
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.act = nn.LeakyReLU(negative_slope, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class DarkResidual(nn.Module):
+    """Darknet residual block: ``x + se(conv2(conv1(x)))`` with a 1x1 to ``C/2`` and a 3x3 back to ``C``.
+
+    The optional SE block (``se=True``) scales the branch output before the
+    shortcut add. ``[N, C, H, W] -> [N, C, H, W]``.
+    """
+
+    def __init__(
+        self, channels: int, se: bool = False, se_reduction: float = 16, negative_slope: float = LEAKY_SLOPE
+    ) -> None:
+        super().__init__()
+        if channels % 2:
+            raise ValueError(f"channels: expected an even number, got {channels}")
+        self.conv1 = ConvBNAct(channels, channels // 2, 1, negative_slope=negative_slope)
+        self.conv2 = ConvBNAct(channels // 2, channels, 3, negative_slope=negative_slope)
+        self.se = SEBlock(channels, reduction=se_reduction) if se else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv2(self.conv1(x))
+        if self.se is not None:
+            out = self.se(out)
+        return x + out
+
+
+class DarkStage(nn.Module):
+    """A stride-2 3x3 conv to ``channels``, then ``depth`` residual blocks."""
+
+    def __init__(
+        self,
+        cin: int,
+        channels: int,
+        depth: int,
+        se: bool = False,
+        se_reduction: float = 16,
+        negative_slope: float = LEAKY_SLOPE,
+    ) -> None:
+        super().__init__()
+        self.conv_down = ConvBNAct(cin, channels, 3, stride=2, negative_slope=negative_slope)
+        self.blocks = nn.Sequential(
+            *(DarkResidual(channels, se, se_reduction, negative_slope) for _ in range(depth))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.conv_down(x))
+
+
+class Darknet53(nn.Module):
+    """Darknet-53 body + (optional) classifier.
+
+    Input ``[N, in_chans, H, W]``. ``forward_features`` returns the stride-32 map
+    ``[N, 1024, H/32, W/32]`` (ceil division for sizes that are not multiples of 32);
+    ``forward_head`` average-pools and classifies it to ``[N, num_classes]`` logits.
+    ``num_classes=0`` keeps no classifier (``forward`` then returns pooled features).
+
+    With ``features_only=True`` the net has no classifier and ``forward`` returns
+    the list of maps named by ``out_indices``: 0 = stem (stride 1, 32 channels),
+    k = stage k (stride ``2**k``; channels 64, 128, 256, 512, 1024). The default
+    ``(3, 4, 5)`` gives the stride 8 / 16 / 32 maps (256 / 512 / 1024 channels)
+    the YOLOv3 neck uses. ``feature_info`` lists their channels and strides.
+    (Index meanings are timm's for its ``darknet53``.)
+
+    Args:
+        num_classes: classifier outputs (0: none).
+        in_chans: input channels.
+        se: a Squeeze-and-Excitation block in every residual block (before the add).
+        se_reduction: SE reduction ratio.
+        negative_slope: LeakyReLU slope (darknet 0.1; timm's darknet53 uses 0.01).
+        drop_rate: dropout before the classifier.
+        features_only, out_indices: see above.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        se: bool = False,
+        se_reduction: float = 16,
+        negative_slope: float = LEAKY_SLOPE,
+        drop_rate: float = 0.0,
+        features_only: bool = False,
+        out_indices: Sequence[int] = (3, 4, 5),
+    ) -> None:
+        super().__init__()
+        if num_classes < 0:
+            raise ValueError(f"num_classes: expected >= 0, got {num_classes}")
+        if in_chans < 1:
+            raise ValueError(f"in_chans: expected >= 1, got {in_chans}")
+        if not out_indices or any(i not in range(6) for i in out_indices):
+            raise ValueError(f"out_indices: expected indices in 0..5, got {tuple(out_indices)}")
+        self.num_classes = 0 if features_only else num_classes
+        self.in_chans = in_chans
+        self.features_only = features_only
+        self.out_indices = tuple(sorted(set(out_indices)))
+        self.drop_rate = drop_rate
+
+        self.stem = ConvBNAct(in_chans, 32, 3, negative_slope=negative_slope)
+        info = [dict(num_chs=32, reduction=1, module="stem")]
+        cin = 32
+        stages = []
+        for i, (channels, depth) in enumerate(DARKNET53_STAGES):
+            stages.append(DarkStage(cin, channels, depth, se, se_reduction, negative_slope))
+            cin = channels
+            info.append(dict(num_chs=channels, reduction=2 ** (i + 1), module=f"stages.{i}"))
+        self.stages = nn.Sequential(*stages)
+        self.num_features = cin
+        self.feature_info = [info[i] for i in self.out_indices] if features_only else info
+
+        if features_only:
+            self.fc = None
+        else:
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights(negative_slope)
+
+    def _init_weights(self, negative_slope: float) -> None:
+        se_convs = {id(c) for m in self.modules() if isinstance(m, SEBlock) for c in (m.fc1, m.fc2)}
+        for m in self.modules():  # SE blocks keep their own (torch default) init
+            if isinstance(m, nn.Conv2d) and id(m) not in se_convs:
+                nn.init.kaiming_normal_(m.weight, a=negative_slope, mode="fan_out", nonlinearity="leaky_relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, in_chans, H, W] -> [N, 1024, H/32, W/32]``."""
+        check_image_batch(x, self.in_chans)
+        return self.stages(self.stem(x))
+
+    def forward_multiscale(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The maps at ``out_indices`` (0 = stem, stride 1; k = stage k, stride ``2**k``), by increasing stride."""
+        check_image_batch(x, self.in_chans)
+        x = self.stem(x)
+        feats = [x] if 0 in self.out_indices else []
+        last = max(self.out_indices)
+        for i, stage in enumerate(self.stages, start=1):
+            if i > last:
+                break
+            x = stage(x)
+            if i in self.out_indices:
+                feats.append(x)
+        return feats
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """``[N, 1024, h, w] -> [N, num_classes]`` (``[N, 1024]`` if ``pre_logits``)."""
+        if self.fc is None:
+            raise RuntimeError("forward_head: this net was built with features_only=True and has no head")
+        x = torch.flatten(self.avgpool(x), 1)
+        if self.drop_rate > 0:
+            x = nn.functional.dropout(x, self.drop_rate, self.training)
+        return x if pre_logits else self.fc(x)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier with a fresh one of ``num_classes`` outputs (0: none)."""
+        if self.fc is None:
+            raise RuntimeError("reset_classifier: this net was built with features_only=True and has no head")
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        if self.features_only:
+            return self.forward_multiscale(x)
+        return self.forward_head(self.forward_features(x))
+
+    def darknet_conv_order(self) -> list[tuple[nn.Module, nn.BatchNorm2d | None]]:
+        """The layers a darknet ``.weights`` file stores, in cfg order: ``(conv, bn)`` pairs.
+
+        The 52 body convs (each with its BN), then -- when the net has a classifier --
+        the ``nn.Linear`` classifier as darknet53.cfg's final 1x1 conv with a bias
+        (``(fc, None)``). SE blocks are not part of darknet files.
+        """
+        order: list[tuple[nn.Module, nn.BatchNorm2d | None]] = [(self.stem.conv, self.stem.bn)]
+        for stage in self.stages:
+            order.append((stage.conv_down.conv, stage.conv_down.bn))
+            for block in stage.blocks:
+                order += [(block.conv1.conv, block.conv1.bn), (block.conv2.conv, block.conv2.bn)]
+        if isinstance(self.fc, nn.Linear):
+            order.append((self.fc, None))
+        return order
+
+
+_YOLOV3 = "Redmon & Farhadi, YOLOv3: An Incremental Improvement, arXiv:1804.02767, 2018"
+
+
+@register_model(
+    family="darknet",
+    task="classification",
+    input_size=(3, 256, 256),
+    paper=_YOLOV3,
+    reference="timm:darknet53",
+    num_classes=1000,
+)
+def darknet53(**kwargs) -> Darknet53:
+    return Darknet53(**kwargs)
