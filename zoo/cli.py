@@ -48,8 +48,11 @@ class ZooCLI(LightningCLI):
             return
         metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if "/" in k}
         shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
-        ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        cb = trainer.checkpoint_callback
+        ckpt = cb.best_model_path if cb else ""
         print(f"zoo fit: done after {trainer.current_epoch} epoch(s): {shown}")
+        if cb is not None and cb.monitor and cb.best_model_score is not None:
+            print(f"zoo fit: best {cb.monitor}={float(cb.best_model_score):.4f}")
         if ckpt:
             print(f"zoo fit: checkpoint {ckpt}")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -111,3 +112,36 @@ def test_docs_models_table_is_current():
     r = _run("list", "--markdown")
     assert r.returncode == 0
     assert r.stdout.strip() in doc, "docs/MODELS.md is stale: run `make docs`"
+
+
+def test_detection_fit_then_predict_writes_pngs_and_json(tmp_path):
+    """The detection recipe end to end through the CLI: fit (tiny run), then predict on a
+    folder of images, which writes one PNG per image and detections.json."""
+    from PIL import Image
+
+    cfg = os.path.join(ROOT, "configs", "yolov3_insects.yaml")
+    common = ["--config", cfg, f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false",
+              "--data.img_size=64", "--data.multiscale=null", "--trainer.precision=32",
+              f"--data.data_dir={tmp_path / 'data'}", "--data.synthetic={n_train: 4, n_val: 2, size: 96, seed: 1}"]
+    fit = ZooCLI(["fit", *common, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1"])
+    # the detector took the datamodule's class names and input size
+    assert fit.model.classes == list(fit.datamodule.classes) and fit.model.hparams.img_size == 64
+    assert "val/mAP50" in fit.trainer.callback_metrics
+    ckpt = fit.trainer.checkpoint_callback.best_model_path
+    assert os.path.isfile(ckpt)
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    Image.new("RGB", (100, 60), (210, 200, 180)).save(pics / "a.jpeg")
+    Image.new("RGB", (50, 80), (120, 130, 140)).save(pics / "b.png")
+    out = tmp_path / "predict"  # the config's DetectionWriter writes under trainer.default_root_dir
+    assert main(["predict", *common, f"--ckpt_path={ckpt}", f"--data.predict_dir={pics}"]) == 0
+    data = json.loads((out / "detections.json").read_text())
+    assert sorted(os.path.basename(r["image"]) for r in data["images"]) == ["a.jpeg", "b.png"]
+    assert data["classes"] == list(fit.datamodule.classes)
+    assert {p.name for p in out.glob("*.png")} == {"a.png", "b.png"}
+    for r in data["images"]:
+        w, h = Image.open(r["image"]).size
+        for d in r["detections"]:
+            x1, y1, x2, y2 = d["box"]
+            assert 0 <= x1 <= x2 <= w and 0 <= y1 <= y2 <= h and 0 <= d["score"] <= 1

@@ -1,6 +1,7 @@
 """Warmup + exponential decay against torch's own schedulers and the closed form."""
 from __future__ import annotations
 
+import io
 import math
 import pickle
 
@@ -60,6 +61,11 @@ def test_state_round_trip_and_pickle():
     sched = WarmupExponentialLR(opt, warmup_steps=3, gamma=0.5, decay_steps=2)
     _lrs(sched, opt, 5)
     state = sched.state_dict()
+    # plain values only: a Lightning checkpoint holding it loads with weights_only=True
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
     opt2 = _opt()
     sched2 = WarmupExponentialLR(opt2, warmup_steps=3, gamma=0.5, decay_steps=2)
     sched2.load_state_dict(state)

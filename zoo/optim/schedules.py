@@ -86,5 +86,12 @@ class WarmupExponentialLR(LambdaLR):
     def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int = 0, gamma: float = 0.1,
                  decay_steps: float = 1000.0, start_factor: float = 0.0, staircase: bool = False,
                  last_epoch: int = -1) -> None:
-        self.factor = WarmupExponentialDecay(warmup_steps, gamma, decay_steps, start_factor, staircase)
-        super().__init__(optimizer, self.factor, last_epoch=last_epoch)
+        # (not kept as an attribute: LambdaLR.state_dict saves the scheduler's __dict__, and a
+        # checkpoint must hold plain values only, to load with torch.load(weights_only=True))
+        super().__init__(optimizer, WarmupExponentialDecay(warmup_steps, gamma, decay_steps, start_factor, staircase),
+                         last_epoch=last_epoch)
+
+    @property
+    def factor(self) -> WarmupExponentialDecay:
+        """The multiplier ``f(step)``."""
+        return self.lr_lambdas[0]
