@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..nn import SEBlock, check_image_batch
+from ..nn.head import PooledClassifierHead
 from ..registry import register_model
 
 #: (channels, residual blocks) of the five stages.
@@ -102,7 +103,7 @@ class DarkStage(nn.Module):
         return self.blocks(self.conv_down(x))
 
 
-class Darknet53(nn.Module):
+class Darknet53(PooledClassifierHead, nn.Module):
     """Darknet-53 body + (optional) classifier.
 
     Input ``[N, in_chans, H, W]``. ``forward_features`` returns the stride-32 map
@@ -197,22 +198,6 @@ class Darknet53(nn.Module):
             if i in self.out_indices:
                 feats.append(x)
         return feats
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """``[N, 1024, h, w] -> [N, num_classes]`` (``[N, 1024]`` if ``pre_logits``)."""
-        if self.fc is None:
-            raise RuntimeError("forward_head: this net was built with features_only=True and has no head")
-        x = torch.flatten(self.avgpool(x), 1)
-        if self.drop_rate > 0:
-            x = nn.functional.dropout(x, self.drop_rate, self.training)
-        return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier with a fresh one of ``num_classes`` outputs (0: none)."""
-        if self.fc is None:
-            raise RuntimeError("reset_classifier: this net was built with features_only=True and has no head")
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.features_only:

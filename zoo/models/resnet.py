@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..nn import SEBlock, check_image_batch
+from ..nn.head import PooledClassifierHead
 from ..registry import register_model
 
 
@@ -112,7 +113,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + shortcut)
 
 
-class ResNet(nn.Module):
+class ResNet(PooledClassifierHead, nn.Module):
     """ResNet backbone + classifier.
 
     Input ``[N, in_chans, H, W]``. ``forward_features`` returns the stride-32 map
@@ -219,20 +220,6 @@ class ResNet(nn.Module):
             if i in self.out_indices:
                 feats.append(x)
         return feats
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """``[N, num_features, h, w] -> [N, num_classes]`` (``[N, num_features]`` if ``pre_logits``)."""
-        if self.fc is None:
-            raise RuntimeError("forward_head: this net was built with features_only=True and has no head")
-        x = torch.flatten(self.avgpool(x), 1)
-        if self.drop_rate > 0:
-            x = nn.functional.dropout(x, self.drop_rate, self.training)
-        return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier with a fresh one of ``num_classes`` outputs (0: none)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.features_only:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
+from ..optim import weight_decay_groups
 from ..registry import create_net, get_spec
 
 
@@ -111,14 +112,7 @@ class Classifier(pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        decay, no_decay = [], []
-        for p in self.net.parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim <= 1 else decay).append(p)
-        groups = [
-            {"params": decay, "weight_decay": hp.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
+        groups = weight_decay_groups(self.net, hp.weight_decay)
         if hp.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.momentum > 0)
         else:

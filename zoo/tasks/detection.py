@@ -44,7 +44,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torch import Tensor
 
 from .. import ops
-from ..optim import WarmupExponentialLR
+from ..optim import WarmupExponentialLR, weight_decay_groups
 from ..registry import create_net, get_spec
 
 BOX_LOSSES = ("mse", "giou", "ciou")
@@ -452,11 +452,7 @@ class Detector(pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        decay, no_decay = [], []
-        for p in self.net.parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim <= 1 else decay).append(p)
-        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = weight_decay_groups(self.net, hp.weight_decay)
         if hp.optimizer == "sgd":
             opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=True)
         else:
