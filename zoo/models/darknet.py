@@ -161,14 +161,8 @@ class Darknet53(PooledClassifierHead, nn.Module):
             cin = channels
             info.append(dict(num_chs=channels, reduction=2 ** (i + 1), module=f"stages.{i}"))
         self.stages = nn.Sequential(*stages)
-        self.num_features = cin
         self.feature_info = [info[i] for i in self.out_indices] if features_only else info
-
-        if features_only:
-            self.fc = None
-        else:
-            self.avgpool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
+        self._build_head(cin, num_classes, features_only)
         self._init_weights(negative_slope)
 
     def _init_weights(self, negative_slope: float) -> None:

@@ -171,14 +171,8 @@ class ResNet(PooledClassifierHead, nn.Module):
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
             inplanes = outplanes
             info.append(dict(num_chs=outplanes, reduction=4 * 2**i, module=f"layer{i + 1}"))
-        self.num_features = inplanes
         self.feature_info = [info[i] for i in self.out_indices] if features_only else info
-
-        if features_only:
-            self.fc = None
-        else:
-            self.avgpool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(inplanes, num_classes) if num_classes > 0 else nn.Identity()
+        self._build_head(inplanes, num_classes, features_only)
         self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual: bool) -> None:

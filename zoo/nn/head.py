@@ -20,6 +20,15 @@ class PooledClassifierHead:
     num_classes: int
     training: bool
 
+    def _build_head(self, num_features: int, num_classes: int, features_only: bool) -> None:
+        """Set ``num_features`` and the pooled linear head (no head when ``features_only``)."""
+        self.num_features = num_features
+        if features_only:
+            self.fc = None
+        else:
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
+
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """``[N, num_features, h, w] -> [N, num_classes]`` (``[N, num_features]`` if ``pre_logits``)."""
         if self.fc is None:
