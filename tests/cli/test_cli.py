@@ -130,6 +130,14 @@ def test_detection_fit_then_predict_writes_pngs_and_json(tmp_path):
     ckpt = fit.trainer.checkpoint_callback.best_model_path
     assert os.path.isfile(ckpt)
 
+    # the checkpoint rebuilds the same detector through zoo.load (weights_only)
+    loaded = zoo.load("yolov3", weights=ckpt).eval()
+    assert loaded.classes == fit.model.classes and loaded.hparams.img_size == 64
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(loaded(x), fit.model.eval()(x)):
+            torch.testing.assert_close(a, b)
+
     pics = tmp_path / "pics"
     pics.mkdir()
     Image.new("RGB", (100, 60), (210, 200, 180)).save(pics / "a.jpeg")
