@@ -155,13 +155,15 @@ def test_map_of_perfect_predictions_is_one():
     assert float(det.val_map.compute()["map_50"]) < 0.5
 
 
-def test_overfits_one_batch():
+@pytest.mark.parametrize("arch,size", [("yolov3_tiny", 96), ("yolov3_se", 64)])
+def test_overfits_one_batch(arch, size):
     """On one fixed small batch the loss falls at least 10x within 150 steps."""
     torch.manual_seed(0)
-    det = Detector("yolov3_tiny", classes=["a", "b"], img_size=96)
-    images = torch.rand(2, 3, 96, 96)
-    targets = [{"boxes": torch.tensor([[10.0, 12.0, 40.0, 50.0], [50.0, 50.0, 90.0, 80.0]]), "labels": torch.tensor([0, 1])},
-               {"boxes": torch.tensor([[20.0, 30.0, 70.0, 60.0]]), "labels": torch.tensor([1])}]
+    det = Detector(arch, classes=["a", "b"], img_size=size)
+    images = torch.rand(2, 3, size, size)
+    targets = [{"boxes": torch.tensor([[10.0, 12.0, 40.0, 50.0], [50.0, 50.0, 90.0, 80.0]]) * size / 96,
+                "labels": torch.tensor([0, 1])},
+               {"boxes": torch.tensor([[20.0, 30.0, 70.0, 60.0]]) * size / 96, "labels": torch.tensor([1])}]
     opt = torch.optim.Adam(det.parameters(), lr=1e-3)
     det.train()
     first = None
