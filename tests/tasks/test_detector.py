@@ -11,12 +11,12 @@ from torchvision.ops import box_convert, box_iou, complete_box_iou, generalized_
 
 import zoo
 import zoo.ops as ops
+from zoo.models.yolov3 import parse_anchors
 from zoo.tasks.detection import (
     DetectionWriter,
     Detector,
     box_iou_cxcywh,
     build_targets,
-    parse_anchors,
     shape_iou,
     to_original,
     yolo_loss,

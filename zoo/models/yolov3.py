@@ -78,8 +78,15 @@ TINY_COCO_ANCHORS: tuple[tuple[tuple[int, int], ...], ...] = (
 PRIOR_PROB = 0.01
 
 
-def _anchor_tensor(anchors: AnchorSpec, num_levels: int) -> torch.Tensor:
-    """``anchors`` as float32 ``[num_levels, A, 2]``; ``ValueError`` naming the argument otherwise."""
+def parse_anchors(anchors: AnchorSpec, num_levels: int | None = None, per_level: int = 3) -> torch.Tensor:
+    """Anchors as a float32 CPU ``[L, A, 2]`` tensor of (w, h) pixels.
+
+    Accepts ``[L][A][2]`` nested lists (YAML), a flat list of (w, h) pairs, a flat list
+    of numbers, or a tensor of any of those shapes. Flat forms are split into
+    ``num_levels`` levels (default: groups of ``per_level``). ``ValueError`` naming the
+    argument otherwise: odd or ragged lists, a wrong level count, a non-positive or
+    non-finite width or height.
+    """
     try:
         if isinstance(anchors, torch.Tensor):
             t = anchors.detach().to("cpu", torch.float32).clone()
@@ -87,17 +94,34 @@ def _anchor_tensor(anchors: AnchorSpec, num_levels: int) -> torch.Tensor:
             t = torch.tensor(anchors, dtype=torch.float32, device="cpu")
     except (TypeError, ValueError, RuntimeError) as err:
         raise ValueError(
-            f"anchors: expected {num_levels} groups of (w, h) pairs with the same number of anchors each: {err}"
+            f"anchors: expected groups of (w, h) pairs with the same number of anchors each: {err}"
         ) from None
-    if t.ndim != 3 or t.shape[0] != num_levels or t.shape[1] < 1 or t.shape[2] != 2:
+    if t.ndim == 1:
+        if t.numel() % 2:
+            raise ValueError(f"anchors: a flat list needs (w, h) pairs, got {t.numel()} numbers")
+        t = t.view(-1, 2)
+    if t.ndim == 2:
+        if t.shape[1] != 2:
+            raise ValueError(f"anchors: expected (w, h) pairs, got shape {tuple(t.shape)}")
+        levels = num_levels or max(1, t.shape[0] // per_level)
+        if t.shape[0] % levels:
+            raise ValueError(f"anchors: {t.shape[0]} anchors do not split into {levels} levels")
+        t = t.view(levels, -1, 2)
+    levels = num_levels or (t.shape[0] if t.ndim == 3 else 0)
+    if t.ndim != 3 or t.shape[0] != levels or t.shape[1] < 1 or t.shape[2] != 2:
         raise ValueError(
-            f"anchors: expected {num_levels} groups (one per output, by increasing stride) of A >= 1 (w, h) "
-            f"pairs, i.e. shape [{num_levels}, A, 2]; got shape {tuple(t.shape)}"
+            f"anchors: expected {levels} levels (one per output, by increasing stride) of A >= 1 (w, h) "
+            f"pairs, i.e. shape [{levels}, A, 2]; got shape {tuple(t.shape)}"
         )
     if not (torch.isfinite(t).all() and (t > 0).all()):
         raise ValueError("anchors: every anchor width and height must be a finite positive number of pixels")
-    # checked on the CPU; built on the default device (meta inside ``with torch.device("meta")``)
-    return t.to(torch.get_default_device())
+    return t
+
+
+def _anchor_tensor(anchors: AnchorSpec, num_levels: int) -> torch.Tensor:
+    """:func:`parse_anchors` for ``num_levels`` outputs, on the default device (checked on the
+    CPU; meta inside ``with torch.device("meta")``)."""
+    return parse_anchors(anchors, num_levels).to(torch.get_default_device())
 
 
 def _check_detection_input(x: torch.Tensor, in_chans: int, multiple: int) -> None:

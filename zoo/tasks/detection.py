@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch import Tensor
+from torchvision.ops import box_iou
 
 from .. import ops
 from ..optim import WarmupExponentialLR, weight_decay_groups
@@ -81,7 +82,8 @@ def box_iou_cxcywh(a: Tensor, b: Tensor, kind: str = "iou", eps: float = 1e-7) -
     if kind == "ciou":
         diag = cw**2 + ch**2 + eps
         dist = (a[..., 0] - b[..., 0]) ** 2 + (a[..., 1] - b[..., 1]) ** 2
-        v = (4 / math.pi**2) * (torch.atan(b[..., 2] / (b[..., 3] + eps)) - torch.atan(a[..., 2] / (a[..., 3] + eps))) ** 2
+        angle = torch.atan(b[..., 2] / (b[..., 3] + eps)) - torch.atan(a[..., 2] / (a[..., 3] + eps))
+        v = (4 / math.pi**2) * angle**2
         with torch.no_grad():
             alpha = v / (v - iou + (1 + eps))
         return iou - dist / diag - alpha * v
@@ -92,33 +94,6 @@ def shape_iou(wh: Tensor, anchors: Tensor) -> Tensor:
     """``[M, K]`` IoU of boxes ``wh [M, 2]`` and ``anchors [K, 2]`` placed at a common corner."""
     inter = torch.min(wh[:, None, 0], anchors[None, :, 0]) * torch.min(wh[:, None, 1], anchors[None, :, 1])
     return inter / (wh[:, None, 0] * wh[:, None, 1] + anchors[None, :, 0] * anchors[None, :, 1] - inter)
-
-
-def parse_anchors(anchors: Any, num_levels: int | None = None, per_level: int = 3) -> Tensor:
-    """Anchors as a float ``[L, A, 2]`` tensor of (w, h) pixels.
-
-    Accepts ``[L][A][2]`` nested lists (YAML), a flat list of ``L*A`` (w, h) pairs, a flat
-    list of ``2*L*A`` numbers, or a tensor of any of those shapes.
-    """
-    t = torch.as_tensor(anchors, dtype=torch.float32)
-    if t.ndim == 1:
-        if t.numel() % 2:
-            raise ValueError(f"anchors: a flat list needs (w, h) pairs, got {t.numel()} numbers")
-        t = t.view(-1, 2)
-    if t.ndim == 2:
-        if t.shape[1] != 2:
-            raise ValueError(f"anchors: expected (w, h) pairs, got shape {tuple(t.shape)}")
-        levels = num_levels or max(1, t.shape[0] // per_level)
-        if t.shape[0] % levels:
-            raise ValueError(f"anchors: {t.shape[0]} anchors do not split into {levels} levels")
-        t = t.view(levels, -1, 2)
-    if t.ndim != 3 or t.shape[-1] != 2:
-        raise ValueError(f"anchors: expected [levels, anchors, 2], got shape {tuple(t.shape)}")
-    if num_levels is not None and t.shape[0] != num_levels:
-        raise ValueError(f"anchors: expected {num_levels} levels, got {t.shape[0]}")
-    if not torch.isfinite(t).all() or (t <= 0).any():
-        raise ValueError("anchors: every anchor width and height must be a positive finite number")
-    return t
 
 
 def _level_view(p: Tensor, num_anchors: int) -> Tensor:
@@ -218,7 +193,7 @@ def yolo_loss(
                 xyxy = torch.cat([boxes[..., :2] - boxes[..., 2:] / 2, boxes[..., :2] + boxes[..., 2:] / 2], -1)
                 for b in range(batch):
                     if gt_xyxy[b].numel():
-                        best = ops_box_iou(xyxy[b].reshape(-1, 4), gt_xyxy[b]).amax(1).view(obj_weight.shape[1:])
+                        best = box_iou(xyxy[b].reshape(-1, 4), gt_xyxy[b]).amax(1).view(obj_weight.shape[1:])
                         obj_weight[b][best > ignore_thresh] = 0.0
         if t["b"].numel():
             ps = v[t["b"], t["a"], t["gy"], t["gx"]]  # [m, 5+C]
@@ -253,13 +228,6 @@ def _without_crowd(t: dict[str, Tensor]) -> dict[str, Tensor]:
     return {"boxes": t["boxes"][keep], "labels": t["labels"][keep]}
 
 
-def ops_box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """``[N, M]`` IoU of xyxy boxes (torchvision's formula, in fp32)."""
-    from torchvision.ops import box_iou
-
-    return box_iou(a.float(), b.float())
-
-
 def to_original(boxes: Tensor, meta: dict[str, Any]) -> Tensor:
     """Map xyxy boxes from the letterboxed network input back to the original image."""
     left, top = meta.get("pad", (0.0, 0.0))
@@ -282,8 +250,8 @@ class Detector(pl.LightningModule):
         arch: a registered detection model name (``yolov3``, ``yolov3_se``, ``yolov3_tiny``).
         num_classes: number of classes (default: ``len(classes)``, else the spec's).
         classes: class names, for predictions (the CLI copies them from the datamodule).
-        anchors: ``[L][A][2]`` anchor (w, h) pixels (default: the spec's COCO anchors), e.g.
-            from :func:`zoo.data.kmeans_anchors`.
+        anchors: ``[L][A][2]`` anchor (w, h) pixels, or a flat list of pairs (default: the
+            spec's COCO anchors), e.g. from :func:`zoo.data.kmeans_anchors`.
         img_size: the square input side the model is trained at (sets ``example_input_array``;
             default: the spec's input size; the CLI copies the datamodule's).
         box_loss: ``"mse"`` (darknet), ``"giou"`` or ``"ciou"``.
@@ -353,8 +321,8 @@ class Detector(pl.LightningModule):
         overrides = dict(net_kwargs or {})
         if num_classes is not None:
             overrides["num_classes"] = num_classes
-        if anchors is not None:
-            overrides["anchors"] = parse_anchors(anchors).tolist()
+        if anchors is not None:  # (the net checks them: zoo.models.yolov3.parse_anchors)
+            overrides["anchors"] = anchors
         self.net = create_net(arch, **overrides)
         self.num_classes = int(self.net.num_classes)
         self.classes = classes or [str(i) for i in range(self.num_classes)]
@@ -381,10 +349,8 @@ class Detector(pl.LightningModule):
 
     def postprocess(self, preds: Sequence[Tensor], conf: float, iou: float, max_det: int) -> list[dict[str, Tensor]]:
         """Detections per image in network-input pixels (fused decode + NMS, :func:`zoo.ops.yolo_postprocess`)."""
-        anchors = self.anchors.float()
-        return ops.yolo_postprocess([p.float() for p in preds], [anchors[i] for i in range(len(preds))],
-                                    [float(s) for s in self.strides], conf_threshold=conf, iou_threshold=iou,
-                                    max_det=max_det)
+        return ops.yolo_postprocess([p.float() for p in preds], self.anchors.float(), [float(s) for s in self.strides],
+                                    conf_threshold=conf, iou_threshold=iou, max_det=max_det)
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         images, targets = batch[0], batch[1]
