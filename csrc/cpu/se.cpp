@@ -32,6 +32,8 @@
 
 #include "vec.h"
 
+#include "../se_grads.h"
+
 #if ZOO_HAVE_AVX512_PATHS
 #include <immintrin.h>
 #endif
@@ -826,10 +828,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backwa
             scale_pass<scalar_t, A>(dyp, dxp, cl, n, C, HW, c0, c1, g, g + C, stream, next, xp, dyp);
           });
     }
-    dw2 = DU.t().mm(Z).to(w2.scalar_type());  // [C, Cr]
-    db2 = DU.sum(0).to(b2.scalar_type());
-    dw1 = DH.t().mm(S).to(w1.scalar_type());  // [Cr, C]
-    db1 = DH.sum(0).to(b1.scalar_type());
+    std::tie(dw1, db1, dw2, db2) = se_weight_grads(DU, Z, DH, S, w1, b1, w2, b2);
   });
   return {dx, dw1, db1, dw2, db2};
 }

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..nn import SEBlock, check_image_batch
-from ..nn.head import PooledClassifierHead
+from ..nn.backbone import ClassifierBackbone
 from ..registry import register_model
 
 #: (channels, residual blocks) of the five stages.
@@ -103,7 +103,7 @@ class DarkStage(nn.Module):
         return self.blocks(self.conv_down(x))
 
 
-class Darknet53(PooledClassifierHead, nn.Module):
+class Darknet53(ClassifierBackbone, nn.Module):
     """Darknet-53 body + (optional) classifier.
 
     Input ``[N, in_chans, H, W]``. ``forward_features`` returns the stride-32 map
@@ -183,20 +183,7 @@ class Darknet53(PooledClassifierHead, nn.Module):
         """The maps at ``out_indices`` (0 = stem, stride 1; k = stage k, stride ``2**k``), by increasing stride."""
         check_image_batch(x, self.in_chans)
         x = self.stem(x)
-        feats = [x] if 0 in self.out_indices else []
-        last = max(self.out_indices)
-        for i, stage in enumerate(self.stages, start=1):
-            if i > last:
-                break
-            x = stage(x)
-            if i in self.out_indices:
-                feats.append(x)
-        return feats
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            return self.forward_multiscale(x)
-        return self.forward_head(self.forward_features(x))
+        return self._stage_features(x, self.stages, [x] if 0 in self.out_indices else [])
 
     def darknet_conv_order(self) -> list[tuple[nn.Module, nn.BatchNorm2d | None]]:
         """The layers a darknet ``.weights`` file stores, in cfg order: ``(conv, bn)`` pairs.

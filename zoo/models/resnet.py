@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..nn import SEBlock, check_image_batch
-from ..nn.head import PooledClassifierHead
+from ..nn.backbone import ClassifierBackbone
 from ..registry import register_model
 
 
@@ -113,7 +113,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + shortcut)
 
 
-class ResNet(PooledClassifierHead, nn.Module):
+class ResNet(ClassifierBackbone, nn.Module):
     """ResNet backbone + classifier.
 
     Input ``[N, in_chans, H, W]``. ``forward_features`` returns the stride-32 map
@@ -205,20 +205,7 @@ class ResNet(PooledClassifierHead, nn.Module):
         """The maps at ``out_indices`` (0 = stem, stride 2; k = layer k, stride 2**(k+1))."""
         x = self._stem(x)
         feats = [x] if 0 in self.out_indices else []
-        x = self.maxpool(x)
-        last = max(self.out_indices)
-        for i, stage in enumerate(self._stages(), start=1):
-            if i > last:
-                break
-            x = stage(x)
-            if i in self.out_indices:
-                feats.append(x)
-        return feats
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if self.features_only:
-            return self.forward_multiscale(x)
-        return self.forward_head(self.forward_features(x))
+        return self._stage_features(self.maxpool(x), self._stages(), feats)
 
 
 _HE = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016"

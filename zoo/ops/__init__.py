@@ -273,9 +273,7 @@ def _se_args_ok(x, w1, b1, w2, b2, gate) -> bool:
         _, c, _, _ = x.shape
         cr = w1.shape[0]
         d = x.device
-        return (
-            type(x) is Tensor or isinstance(x, Tensor)
-        ) and (
+        return isinstance(x, Tensor) and (
             w1.shape == (cr, c) and b1.shape == (cr,) and w2.shape == (c, cr) and b2.shape == (c,) and cr >= 1
             and x.is_floating_point() and w1.is_floating_point() and b1.is_floating_point()
             and w2.is_floating_point() and b2.is_floating_point()
