@@ -418,7 +418,7 @@ def test_datamodule_generates_once_and_gives_contract_batches(tmp_path, monkeypa
 
     monkeypatch.setattr(det, "synthetic_insects", counting)
     kwargs = dict(synthetic={"n_train": 6, "n_val": 3, "size": 128, "seed": 1}, data_dir=str(tmp_path),
-                  img_size=128, batch_size=4, multiscale=[96, 160], arch="yolov3")
+                  img_size=128, batch_size=4, multiscale=[96, 160])
     dm = DetectionDataModule(**kwargs)
     assert dm.num_classes == 7 and dm.classes == list(INSECT_CLASSES)
     dm.setup("fit")

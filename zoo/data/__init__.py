@@ -1,5 +1,5 @@
 """LightningDataModules, datasets and transforms, one file per task."""
-from .classification import DigitsDataModule, ImageFolderDataModule, load_digits_images, read_image
+from .classification import DigitsDataModule, ImageFolderDataModule, load_digits_images
 from .detection import (
     INSECT_CLASSES,
     DetectionDataModule,
@@ -11,14 +11,18 @@ from .detection import (
     eval_transforms,
     kmeans_anchors,
     read_voc_xml,
+    to_original,
     train_transforms,
 )
+from .images import IMAGE_SUFFIXES, open_image, read_image
 from .synthetic_insects import synthetic_insects
 
 __all__ = [
     "DigitsDataModule",
     "ImageFolderDataModule",
     "load_digits_images",
+    "IMAGE_SUFFIXES",
+    "open_image",
     "read_image",
     "INSECT_CLASSES",
     "DetectionDataModule",
@@ -31,5 +35,6 @@ __all__ = [
     "kmeans_anchors",
     "read_voc_xml",
     "synthetic_insects",
+    "to_original",
     "train_transforms",
 ]

@@ -7,14 +7,12 @@ from typing import Callable, Sequence
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
 from ..registry import IMAGENET_MEAN, IMAGENET_STD, get_spec
-
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+from .images import is_image_file, list_images, read_image
 
 
 def resolve_norm(
@@ -53,27 +51,11 @@ def _split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]
     return sorted(perm[n_val:]), sorted(perm[:n_val])
 
 
-def read_image(path: str) -> Image.Image:
-    """Open ``path`` as RGB; an unreadable file raises ``ValueError`` naming it."""
-    try:
-        with open(path, "rb") as f:
-            img = Image.open(f)
-            return img.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"image file {path!r} cannot be read as an image: {err}") from err
-
-
 class ImageFiles(Dataset):
-    """A flat list of image files (for prediction): item = ``(image, index)``."""
+    """A flat folder of image files (for prediction): item = ``(image, index)``; ``files`` lists them."""
 
     def __init__(self, root: str, transform: Callable | None = None) -> None:
-        if not os.path.isdir(root):
-            raise ValueError(f"predict_dir: {root!r} is not a directory")
-        self.files = sorted(
-            os.path.join(root, f) for f in os.listdir(root) if f.lower().endswith(IMG_EXTENSIONS)
-        )
-        if not self.files:
-            raise ValueError(f"predict_dir: no image files ({', '.join(IMG_EXTENSIONS)}) in {root!r}")
+        self.files = list_images(root, "predict_dir")
         self.transform = transform
 
     def __len__(self) -> int:
@@ -84,11 +66,20 @@ class ImageFiles(Dataset):
         return (self.transform(img) if self.transform else img), i
 
 
-def _folder(root: str, arg: str, transform: Callable) -> datasets.ImageFolder:
+def _folder_classes(root: str, arg: str) -> list[str]:
+    """The class names of an ImageFolder tree: its sub-folders, sorted."""
     if not os.path.isdir(root):
         raise ValueError(f"{arg}: {root!r} is not a directory")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    if not classes:
+        raise ValueError(f"{arg}: {root!r} is not an ImageFolder tree (one sub-folder per class)")
+    return classes
+
+
+def _folder(root: str, arg: str, transform: Callable) -> datasets.ImageFolder:
+    _folder_classes(root, arg)
     try:
-        return datasets.ImageFolder(root, transform=transform, loader=read_image)
+        return datasets.ImageFolder(root, transform=transform, loader=read_image, is_valid_file=is_image_file)
     except FileNotFoundError as err:
         raise ValueError(f"{arg}: {root!r} is not an ImageFolder tree (one sub-folder per class): {err}") from err
 
@@ -123,8 +114,10 @@ class ImageFolderDataModule(_SplitDataModule):
 
     Either ``train_dir`` and ``val_dir``, or ``train_dir`` alone and a deterministic
     ``val_fraction`` split of it. Images become ``[3, image_size, image_size]``
-    float tensors normalised with ``mean``/``std``, or the model spec's of ``arch``.
-    Training adds RandomResizedCrop + horizontal flip when ``augment``.
+    float tensors normalised with ``mean``/``std``, or the model spec's of ``arch``
+    (the CLI links the model's). Training adds RandomResizedCrop + horizontal flip when
+    ``augment``. ``classes`` (the sub-folder names of ``train_dir``) is known from the
+    start; the CLI passes it to the model.
     """
 
     def __init__(
@@ -150,7 +143,7 @@ class ImageFolderDataModule(_SplitDataModule):
             raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
         self.save_hyperparameters()
         self.mean, self.std = resolve_norm(arch, mean, std, 3)
-        self.classes: list[str] = []
+        self.classes: list[str] = _folder_classes(train_dir, "train_dir")
 
     def _transforms(self, train: bool) -> v2.Compose:
         size = self.hparams.image_size
@@ -165,7 +158,6 @@ class ImageFolderDataModule(_SplitDataModule):
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         train = _folder(hp.train_dir, "train_dir", self._transforms(True))
-        self.classes = train.classes
         if hp.val_dir is not None:
             val = _folder(hp.val_dir, "val_dir", self._transforms(False))
             if val.classes != train.classes:
@@ -210,10 +202,12 @@ class DigitsDataModule(_SplitDataModule):
     1,797 images of 10 classes, split deterministically (``seed``) into train and
     ``val_fraction`` val; the val split also serves test and predict. Grey images
     are repeated to ``channels`` channels and normalised with ``mean``/``std``, or
-    the model spec's of ``arch``. Training adds small random shifts when ``augment``.
+    the model spec's of ``arch`` (the CLI links the model's). Training adds small random
+    shifts when ``augment``. ``classes`` are the digits ``"0"`` to ``"9"``.
     """
 
     num_classes = 10
+    classes = [str(d) for d in range(10)]
 
     def __init__(
         self,

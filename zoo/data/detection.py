@@ -38,9 +38,10 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from ..ops.boxes import shape_iou
+from .images import IMAGE_SUFFIXES, list_images, open_image
 from .synthetic_insects import GENERATOR_VERSION, INSECT_CLASSES, synthetic_insects
 
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")  # in order of preference for one stem
 PAD_VALUE = 114  # letterbox / affine fill, of 255
 BOX_TOLERANCE = 1.0  # pixels a VOC box may stick out of the image (1-based coordinates)
 
@@ -135,6 +136,19 @@ def letterbox_geometry(height: int, width: int, size: int) -> tuple[float, tuple
     scale = size / max(height, width)
     new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
     return scale, ((size - new_w) // 2, (size - new_h) // 2), (new_h, new_w)
+
+
+def to_original(boxes: Tensor, meta: dict[str, Any]) -> Tensor:
+    """Map xyxy boxes from the letterboxed network input back to the original image
+    (``(net - pad) / scale``, clipped to ``meta["orig_size"]`` when it is there)."""
+    left, top = meta.get("pad", (0.0, 0.0))
+    scale = float(meta.get("scale", 1.0))
+    out = (boxes - boxes.new_tensor([left, top, left, top])) / scale
+    if "orig_size" in meta:
+        h, w = meta["orig_size"]
+        out[:, 0::2] = out[:, 0::2].clamp(0, w)
+        out[:, 1::2] = out[:, 1::2].clamp(0, h)
+    return out
 
 
 class Letterbox(v2.Transform):
@@ -270,23 +284,6 @@ def _empty_target() -> dict[str, Tensor]:
             "iscrowd": torch.zeros(0, dtype=torch.int64)}
 
 
-def open_image(path: str, min_size: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
-    """``(RGB image, (width, height) stored in the file)``; unreadable files raise ``ValueError`` naming them.
-
-    With ``min_size`` a JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, in the DCT
-    domain: several times faster) as long as both sides stay >= ``min_size``.
-    """
-    try:
-        with open(path, "rb") as f:
-            img = Image.open(f)
-            size = img.size
-            if min_size is not None and img.format == "JPEG":
-                img.draft("RGB", (min_size, min_size))
-            return img.convert("RGB"), size
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"image file {path!r} cannot be read as an image: {err}") from err
-
-
 def _load(transforms: Callable | None, path: str, target: dict[str, Tensor], xml: str | None = None,
           xml_size: tuple[int, int] | None = None) -> tuple[Tensor, dict[str, Tensor], dict[str, Any]]:
     """Read ``path`` and apply ``transforms``: ``(image, target, meta)``."""
@@ -347,17 +344,17 @@ class VOCDetection(Dataset):
             raise ValueError(f"{split} split: no .xml annotations in {xml_dir!r}")
         images: dict[str, str] = {}
         if os.path.isdir(img_dir):
-            for f in sorted(os.listdir(img_dir), key=lambda f: IMAGE_SUFFIXES.index(os.path.splitext(f)[1].lower())
-                            if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES else 99):
+            rank = {suffix: i for i, suffix in enumerate(IMAGE_SUFFIXES)}
+            for f in sorted(os.listdir(img_dir), key=lambda f: rank.get(os.path.splitext(f)[1].lower(), len(rank))):
                 stem, ext = os.path.splitext(f)
-                if ext.lower() in IMAGE_SUFFIXES:
+                if ext.lower() in rank:
                     images.setdefault(stem, os.path.join(img_dir, f))
         self.records: list[dict[str, Any]] = []
         for f in xmls:
             stem, xml_path = f[:-4], os.path.join(xml_dir, f)
             if stem not in images:
                 raise FileNotFoundError(f"annotation {xml_path!r}: no image for it, expected "
-                                        f"{os.path.join(img_dir, stem + IMAGE_SUFFIXES[0])!r} (or .jpg / .png)")
+                                        f"{os.path.join(img_dir, stem + IMAGE_SUFFIXES[0])!r} (or another of {', '.join(IMAGE_SUFFIXES[1:])})")
             rec = read_voc_xml(xml_path, self.classes)
             rec["xml"], rec["image"] = xml_path, images[stem]
             self.records.append(rec)
@@ -381,16 +378,10 @@ class VOCDetection(Dataset):
 
 
 class DetectionImages(Dataset):
-    """Every image in a folder (sorted; .jpeg/.jpg/.png): item = ``(image, empty target, meta)``."""
+    """Every image in a folder (sorted): item = ``(image, empty target, meta)``."""
 
     def __init__(self, root: str | os.PathLike, transforms: Callable | None = None) -> None:
-        root = os.fspath(root)
-        if not os.path.isdir(root):
-            raise ValueError(f"predict_dir: {root!r} is not a directory")
-        self.files = sorted(os.path.join(root, f) for f in os.listdir(root)
-                            if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES)
-        if not self.files:
-            raise ValueError(f"predict_dir: no image files ({', '.join(IMAGE_SUFFIXES)}) in {root!r}")
+        self.files = list_images(root, "predict_dir")
         self.transforms = transforms
 
     def __len__(self) -> int:
@@ -452,12 +443,6 @@ class MultiScaleCollate:
 
 # --------------------------------------------------------------------------------------
 # anchors
-
-
-def shape_iou(wh: Tensor, anchors: Tensor) -> Tensor:
-    """IoU of boxes ``[n, 2]`` and ``[k, 2]`` (w, h) aligned at a common corner: ``[n, k]``."""
-    inter = torch.minimum(wh[:, None, 0], anchors[None, :, 0]) * torch.minimum(wh[:, None, 1], anchors[None, :, 1])
-    return inter / (wh[:, None].prod(-1) + anchors[None].prod(-1) - inter)
 
 
 def _dataset_wh(ds: VOCDetection, img_size: int) -> Tensor:
@@ -590,8 +575,8 @@ class DetectionDataModule(pl.LightningDataModule):
     augmentations of :func:`train_transforms` when ``augment``; ``multiscale=[lo, hi]``
     letterboxes training images to the largest multiple of 32 in the range and resizes
     each training batch to a random multiple of 32 in it. Batches are
-    ``(images, targets, metas)``, see the module docstring. ``arch`` is accepted and
-    ignored (the CLI links the model's arch into every datamodule).
+    ``(images, targets, metas)``, see the module docstring. The CLI passes ``classes``
+    and ``img_size`` on to the detector.
     """
 
     def __init__(
@@ -607,7 +592,6 @@ class DetectionDataModule(pl.LightningDataModule):
         predict_dir: str | None = None,
         synthetic: dict | None = None,
         data_dir: str = "runs/data",
-        arch: str | None = None,
     ) -> None:
         super().__init__()
         if img_size < 32 or img_size % 32:
