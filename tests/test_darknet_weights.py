@@ -77,7 +77,7 @@ def cfg_params(convs) -> int:
 def test_cfg_facts_agree_with_reference_counts():
     convs = yolov3_cfg_convs()
     assert len(convs) == 75 and len(yolov3_tiny_cfg_convs()) == 13
-    assert cfg_params(convs[:52]) == 40_584_928  # REFERENCE.md: Darknet-53 body
+    assert cfg_params(convs[:52]) == 40_584_928  # the Darknet-53 body
     assert cfg_params(convs) == 61_949_149
     assert cfg_params(yolov3_cfg_convs(7)) == 61_556_044
 

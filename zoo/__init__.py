@@ -4,15 +4,20 @@
 >>> zoo.list_models("resnet*")          # registered names
 >>> net = zoo.create_net("resnet50")    # plain nn.Module
 >>> module = zoo.load("resnet18", num_classes=10)   # LightningModule for its task
+
+Importing ``zoo`` is cheap: torch and the model families are imported when first needed
+(the first registry lookup, or a submodule such as ``zoo.ops``).
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from . import models  # noqa: F401  (fills the registry)
 from .registry import ModelSpec, create_net, get_spec, list_models, model_info, register_model
 
 __version__ = "0.1.0"
+
+_SUBMODULES = ("callbacks", "cli", "data", "losses", "models", "nn", "ops", "optim", "registry", "tasks", "weights")
 
 
 def load(name: str, weights: str | None = None, **overrides: Any):
@@ -20,6 +25,12 @@ def load(name: str, weights: str | None = None, **overrides: Any):
     from .tasks import load as _load
 
     return _load(name, weights=weights, **overrides)
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -1,14 +1,26 @@
 """The model registry: a name -> :class:`ModelSpec` table.
 
-No ``torch.nn`` code lives here. Builders register themselves with
-:func:`register_model` in their family's file under ``zoo/models``; everything
-else looks them up by name.
+No ``torch.nn`` code lives here, and importing it does not import torch. Builders
+register themselves with :func:`register_model` in their family's file under
+``zoo/models``, which is imported the first time a name is looked up; everything else
+looks them up by name.
+
+``zoo/models/index.json`` caches one row per built-in model (name, task, family, parameter
+count, reference) with a digest of the files that define them, so that ``python -m zoo
+list`` answers without importing torch or building a model. When those files change the
+digest no longer matches, and :func:`model_table` rebuilds the rows (and the file, where it
+can write it); ``make docs`` rewrites it too.
 """
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import hashlib
+import importlib
+import json
+import os
 from dataclasses import dataclass, field, asdict
+from pathlib import Path
 from typing import Any, Callable
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -25,7 +37,10 @@ class ModelSpec:
     (``num_classes``, ``in_chans``, anchors, ...). ``input_size`` is ``(C, H, W)``
     of the default input; ``mean``/``std`` are the per-channel normalisation the
     model expects. ``reference`` names the outside implementation the zoo's
-    architecture is checked against, e.g. ``"timm:resnet50"``.
+    architecture is checked against, e.g. ``"timm:resnet50"``. ``converters`` maps
+    a foreign state-dict layout (``"timm"``, ``"torchvision"``, ...) to the function
+    ``fn(state_dict) -> state_dict`` that renames its keys to the zoo's; the family's
+    file defines them beside the model (:func:`zoo.weights.convert_state_dict` tries them).
     """
 
     name: str
@@ -38,10 +53,12 @@ class ModelSpec:
     std: tuple[float, ...] = IMAGENET_STD
     paper: str = ""
     reference: str = ""
+    converters: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["builder"] = f"{self.builder.__module__}.{self.builder.__qualname__}"
+        d["converters"] = sorted(self.converters)
         return d
 
 
@@ -58,12 +75,14 @@ def register_model(
     std: tuple[float, ...] = IMAGENET_STD,
     paper: str = "",
     reference: str = "",
+    converters: dict[str, Callable[..., Any]] | None = None,
     **defaults: Any,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``builder`` under ``name`` (default: the function's name).
 
     Extra keyword arguments become the spec's ``defaults`` and are passed to the
-    builder by :func:`create_net` unless overridden there.
+    builder by :func:`create_net` unless overridden there. ``converters``: see
+    :class:`ModelSpec`.
     """
     if task not in TASKS:
         raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
@@ -84,16 +103,29 @@ def register_model(
             std=tuple(std),
             paper=paper,
             reference=reference,
+            converters=dict(converters or {}),
         )
         return builder
 
     return wrap
 
 
+_BUILTINS_LOADED = False
+
+
+def _load_builtins() -> None:
+    """Import ``zoo.models`` (which registers every built-in family) once."""
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        _BUILTINS_LOADED = True
+        importlib.import_module(f"{__package__}.models")
+
+
 def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
     """Sorted registered names matching the fnmatch ``pattern``, optionally of one ``task``."""
     if task is not None and task not in TASKS:
         raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+    _load_builtins()
     return sorted(
         n for n, s in _REGISTRY.items() if fnmatch.fnmatchcase(n, pattern) and (task is None or s.task == task)
     )
@@ -101,6 +133,7 @@ def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
 
 def get_spec(name: str) -> ModelSpec:
     """The spec registered as ``name``; ``KeyError`` naming the closest names otherwise."""
+    _load_builtins()
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
@@ -156,3 +189,61 @@ def model_info(name: str, **overrides: Any) -> dict[str, Any]:
     in_chans = overrides.get("in_chans", spec.defaults.get("in_chans", spec.input_size[0]))
     info["macs"] = count_macs(net, (in_chans, *spec.input_size[1:]))
     return info
+
+
+# ----------------------------------------------------------------------------- the cached model table
+
+INDEX_PATH = Path(__file__).parent / "models" / "index.json"
+TABLE_COLUMNS = ("name", "task", "family", "params", "reference")
+
+
+def sources_digest() -> str:
+    """sha1 of the files that define the built-in models and their parameter counts
+    (this file, ``zoo/models/*.py`` and ``zoo/nn/*.py``)."""
+    root = Path(__file__).parent
+    files = [root / "registry.py", *sorted((root / "models").glob("*.py")), *sorted((root / "nn").glob("*.py"))]
+    digest = hashlib.sha1()
+    for f in files:
+        digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()
+
+
+def build_model_index() -> dict[str, Any]:
+    """The index of every registered model: ``{"digest", "models": [{name, task, family, params,
+    reference}, ...]}``; each model is built on the meta device to count its parameters."""
+    import torch
+
+    rows = []
+    for name in list_models():
+        spec = get_spec(name)
+        with torch.device("meta"):
+            params = count_params(create_net(name))
+        rows.append({"name": name, "task": spec.task, "family": spec.family, "params": params,
+                     "reference": spec.reference})
+    return {"digest": sources_digest(), "models": rows}
+
+
+def write_model_index(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Rebuild the index and write it to ``path`` (default :data:`INDEX_PATH`; ``make docs`` does this)."""
+    index = build_model_index()
+    Path(INDEX_PATH if path is None else path).write_text(json.dumps(index, indent=1) + "\n")
+    return index
+
+
+def model_table(task: str | None = None, pattern: str = "*") -> list[dict[str, Any]]:
+    """One row per built-in model matching ``pattern`` (and ``task``): name, task, family,
+    params (int) and reference -- from ``zoo/models/index.json`` while it is current, else
+    from the models themselves (then the index is rewritten, if it can be)."""
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+    try:
+        index = json.loads(INDEX_PATH.read_text())
+    except (OSError, ValueError):
+        index = None
+    if not index or index.get("digest") != sources_digest():
+        try:
+            index = write_model_index()
+        except OSError:  # a read-only install: use the fresh rows without saving them
+            index = build_model_index()
+    return [r for r in index["models"]
+            if fnmatch.fnmatchcase(r["name"], pattern) and (task is None or r["task"] == task)]

@@ -3,12 +3,13 @@
 Everything is read with ``torch.load(..., weights_only=True)``: a file that needs
 arbitrary pickled objects is refused, never executed.
 
-A state dict is accepted in any *layout* the zoo knows for the model's family:
+A state dict is accepted in any *layout* the zoo knows for the model:
 
-* ``zoo``: the net's own keys (``create_net(name).state_dict()``);
+* ``zoo``: the net's own keys (``create_net(name).state_dict()``); torchvision's and
+  timm's ResNets use these names already;
 * ``lightning``: a zoo LightningModule checkpoint, keys prefixed ``net.``;
-* per family, the layouts registered with :func:`register_converter`
-  (``torchvision``, ``timm`` ...);
+* the layouts whose converters the model's family registered with it
+  (``ModelSpec.converters``, defined beside the model, e.g. ``timm`` for ``darknet53``);
 * ``darknet``: a darknet binary ``.weights`` file (or a backbone cut such as
   ``darknet53.conv.74``) for any net with a ``darknet_conv_order()`` method
   (``yolov3``, ``yolov3_tiny``, ``darknet53``); see :func:`load_darknet_weights`.
@@ -32,24 +33,6 @@ from torch import nn
 from .registry import get_spec
 
 StateDict = dict[str, torch.Tensor]
-Converter = Callable[[Mapping[str, torch.Tensor]], StateDict]
-
-_CONVERTERS: dict[str, dict[str, Converter]] = {}
-
-
-def register_converter(family: str, source: str) -> Callable[[Converter], Converter]:
-    """Decorator: ``fn(state_dict) -> zoo state_dict`` converts ``source``'s layout for ``family``."""
-
-    def wrap(fn: Converter) -> Converter:
-        _CONVERTERS.setdefault(family, {})[source] = fn
-        return fn
-
-    return wrap
-
-
-def converters(family: str) -> dict[str, Converter]:
-    """The foreign layouts known for ``family``: ``{source: converter}``."""
-    return dict(_CONVERTERS.get(family, {}))
 
 
 def _safe_globals() -> list:
@@ -142,8 +125,8 @@ def convert_state_dict(name: str, state_dict: Mapping[str, torch.Tensor], net: n
         ("zoo", lambda: sd),
         ("lightning", lambda: _strip_prefix(sd, "net.")),
     ]
-    family = get_spec(name).family
-    for source, fn in converters(family).items():
+    spec = get_spec(name)
+    for source, fn in spec.converters.items():
         candidates.append((source, lambda fn=fn: fn(sd)))
 
     why: list[str] = []
@@ -162,7 +145,7 @@ def convert_state_dict(name: str, state_dict: Mapping[str, torch.Tensor], net: n
         why.append(f"{layout}: {problem}")
     raise ValueError(
         f"weights: the state dict's keys match no known layout for {name!r} "
-        f"(family {family!r}); tried " + " | ".join(why)
+        f"(family {spec.family!r}); tried " + " | ".join(why)
     )
 
 
@@ -172,35 +155,6 @@ def load_weights(net: nn.Module, name: str, path: str | os.PathLike) -> str:
     converted, layout = convert_state_dict(name, sd, net)
     net.load_state_dict(converted, strict=True)
     return layout
-
-
-# --------------------------------------------------------------------------------------
-# Family converters
-# --------------------------------------------------------------------------------------
-
-
-@register_converter("resnet", "torchvision")
-@register_converter("resnet", "timm")
-def _resnet_shared_names(sd: Mapping[str, torch.Tensor]) -> StateDict:
-    """torchvision's and timm's ResNets (timm's SE as ``se.fc1``/``se.fc2`` 1x1 convs)
-    use the same parameter names as the zoo's, so the keys carry over as they are."""
-    return dict(sd)
-
-
-@register_converter("darknet", "timm")
-def _darknet53_from_timm(sd: Mapping[str, torch.Tensor]) -> StateDict:
-    """timm's ``darknet53`` (cspnet.py): ``stem.conv1.*`` -> ``stem.*``, ``head.fc.*`` -> ``fc.*``;
-    ``stages.i.conv_down`` / ``stages.i.blocks.j.conv1|conv2`` with ``conv`` / ``bn`` children
-    are the zoo's names already. (timm's LeakyReLU slope is 0.01: build with
-    ``negative_slope=0.01`` for timm's outputs.)"""
-    out: StateDict = {}
-    for k, v in sd.items():
-        for old, new in (("stem.conv1.", "stem."), ("head.fc.", "fc.")):
-            if k.startswith(old):
-                k = new + k[len(old):]
-                break
-        out[k] = v
-    return out
 
 
 # --------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import zoo
 from zoo.weights import convert_state_dict
 from tests.util import n_params, randomize_bn
 
-# zoo name -> (library, reference name); the facts are in shared/REFERENCE.md
+# zoo name -> (library, reference name)
 REFERENCES = {
     "resnet18": ("torchvision", "resnet18"),
     "resnet34": ("torchvision", "resnet34"),
@@ -43,8 +43,9 @@ def test_weight_identity_with_reference(name):
     net = zoo.create_net(name).eval()
     assert n_params(net) == n_params(ref)
 
+    # torchvision's and timm's ResNets use the zoo's parameter names: no converter runs
     converted, layout = convert_state_dict(name, ref.state_dict(), net)
-    assert layout in ("zoo", lib)
+    assert layout == "zoo" and zoo.get_spec(name).converters == {}
     net.load_state_dict(converted, strict=True)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -90,22 +91,29 @@ def test_multiscale_features_match_timm_features_only(name):
 
 
 def test_features_only_subset_and_head_split():
-    net = zoo.create_net("resnet18", features_only=True, out_indices=(2, 4)).eval()
-    feats = net(torch.randn(1, 3, 64, 64))
-    assert [f.shape[1:] for f in feats] == [(128, 8, 8), (512, 2, 2)]
+    """A features_only subset gives timm's maps at those indices; forward_features / forward_head
+    split the classifier where timm splits it (pooled features feed the same fc)."""
+    ref = randomize_bn(timm.create_model("resnet18", pretrained=False, num_classes=5)).eval()
+    net = zoo.create_net("resnet18", features_only=True, out_indices=(4, 2)).eval()
+    net.load_state_dict({k: v for k, v in ref.state_dict().items() if not k.startswith("fc.")})
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        feats = net(x)
+        want = timm.create_model("resnet18", pretrained=False, features_only=True, out_indices=(2, 4))
+        want.load_state_dict(net.state_dict())
+        for got, exp in zip(feats, want.eval()(x), strict=True):
+            torch.testing.assert_close(got, exp)
+    assert [f.shape[1:] for f in feats] == [(128, 8, 8), (512, 2, 2)] and net.out_indices == (2, 4)
     assert [i["num_chs"] for i in net.feature_info] == [128, 512]
     with pytest.raises(RuntimeError, match="features_only"):
         net.forward_head(feats[-1])
 
     clf = zoo.create_net("resnet18", num_classes=5).eval()
-    x = torch.randn(2, 3, 64, 64)
+    clf.load_state_dict(ref.state_dict())
     with torch.no_grad():
-        f = clf.forward_features(x)
-        assert f.shape == (2, 512, 2, 2)
-        pooled = clf.forward_head(f, pre_logits=True)
-        torch.testing.assert_close(pooled, f.mean((2, 3)))
-        torch.testing.assert_close(clf.forward_head(f), clf(x))
-        torch.testing.assert_close(clf.fc(pooled), clf(x))
+        torch.testing.assert_close(clf.forward_features(x), ref.forward_features(x))
+        torch.testing.assert_close(clf.forward_head(clf.forward_features(x), pre_logits=True),
+                                   ref.forward_head(ref.forward_features(x), pre_logits=True))
 
 
 def test_wrong_channel_count_is_a_clear_error():

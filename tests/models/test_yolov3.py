@@ -1,4 +1,4 @@
-"""YOLOv3 family: parameter counts (REFERENCE.md, cfg facts), output contract, anchors, the SE variant."""
+"""YOLOv3 family: parameter counts (the YOLOv3 paper and darknet cfg facts), output contract, anchors, the SE variant."""
 from __future__ import annotations
 
 import pytest
@@ -31,7 +31,7 @@ def _se_params(channels: int, rd: int) -> int:
 @pytest.mark.parametrize("num_classes", [80, 7])
 def test_parameter_counts(num_classes):
     counts = {n: n_params(_meta(n, num_classes=num_classes)) for n in STRIDES}
-    assert counts["yolov3"] == {80: 61_949_149, 7: 61_556_044}[num_classes]  # REFERENCE.md
+    assert counts["yolov3"] == {80: 61_949_149, 7: 61_556_044}[num_classes]  # darknet yolov3.cfg
     assert counts["yolov3"] == cfg_params(yolov3_cfg_convs(num_classes))
     assert counts["yolov3_tiny"] == cfg_params(yolov3_tiny_cfg_convs(num_classes))
     # SE (reduction 16, bottleneck rounded to a multiple of 8) in each of the 23 residual blocks
@@ -93,7 +93,7 @@ def test_anchors_buffer(name):
 def test_boxes_at_416_and_custom_anchors():
     net = _meta("yolov3")
     outs = net(torch.empty(1, 3, 416, 416, device="meta"))
-    assert sum(net.num_anchors * o.shape[2] * o.shape[3] for o in outs) == 10_647  # boxes, REFERENCE.md
+    assert sum(net.num_anchors * o.shape[2] * o.shape[3] for o in outs) == 10_647  # boxes at 416 (the YOLOv3 paper)
 
     custom = [[(1, 2), (3, 4)], [(5, 6), (7, 8)], [(9, 10), (11, 12)]]  # 2 anchors per level
     net = zoo.create_net("yolov3", num_classes=7, anchors=custom)

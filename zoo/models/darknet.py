@@ -23,12 +23,12 @@ after the 3x3 conv and before the shortcut add (the ``yolov3_se`` backbone).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from ..nn import SEBlock, check_image_batch
+from ..nn import SEBlock
 from ..nn.backbone import ClassifierBackbone
 from ..registry import register_model
 
@@ -140,16 +140,9 @@ class Darknet53(ClassifierBackbone, nn.Module):
         out_indices: Sequence[int] = (3, 4, 5),
     ) -> None:
         super().__init__()
-        if num_classes < 0:
-            raise ValueError(f"num_classes: expected >= 0, got {num_classes}")
         if in_chans < 1:
             raise ValueError(f"in_chans: expected >= 1, got {in_chans}")
-        if not out_indices or any(i not in range(6) for i in out_indices):
-            raise ValueError(f"out_indices: expected indices in 0..5, got {tuple(out_indices)}")
-        self.num_classes = 0 if features_only else num_classes
         self.in_chans = in_chans
-        self.features_only = features_only
-        self.out_indices = tuple(sorted(set(out_indices)))
         self.drop_rate = drop_rate
 
         self.stem = ConvBNAct(in_chans, 32, 3, negative_slope=negative_slope)
@@ -161,8 +154,8 @@ class Darknet53(ClassifierBackbone, nn.Module):
             cin = channels
             info.append(dict(num_chs=channels, reduction=2 ** (i + 1), module=f"stages.{i}"))
         self.stages = nn.Sequential(*stages)
-        self.feature_info = [info[i] for i in self.out_indices] if features_only else info
-        self._build_head(cin, num_classes, features_only)
+        self._setup_features(info, features_only, out_indices)
+        self._build_head(cin, num_classes)
         self._init_weights(negative_slope)
 
     def _init_weights(self, negative_slope: float) -> None:
@@ -174,16 +167,9 @@ class Darknet53(ClassifierBackbone, nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, in_chans, H, W] -> [N, 1024, H/32, W/32]``."""
-        check_image_batch(x, self.in_chans)
-        return self.stages(self.stem(x))
-
-    def forward_multiscale(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The maps at ``out_indices`` (0 = stem, stride 1; k = stage k, stride ``2**k``), by increasing stride."""
-        check_image_batch(x, self.in_chans)
-        x = self.stem(x)
-        return self._stage_features(x, self.stages, [x] if 0 in self.out_indices else [])
+    def feature_stages(self) -> list[nn.Module]:
+        """The stem (stride 1), then the five stages (strides 2 .. 32)."""
+        return [self.stem, *self.stages]
 
     def darknet_conv_order(self) -> list[tuple[nn.Module, nn.BatchNorm2d | None]]:
         """The layers a darknet ``.weights`` file stores, in cfg order: ``(conv, bn)`` pairs.
@@ -205,12 +191,29 @@ class Darknet53(ClassifierBackbone, nn.Module):
 _YOLOV3 = "Redmon & Farhadi, YOLOv3: An Incremental Improvement, arXiv:1804.02767, 2018"
 
 
+def convert_from_timm(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm's ``darknet53`` state dict (its cspnet.py) in the zoo's names: ``stem.conv1.*`` ->
+    ``stem.*`` and ``head.fc.*`` -> ``fc.*``; ``stages.i.conv_down`` and
+    ``stages.i.blocks.j.conv1|conv2`` with their ``conv`` / ``bn`` children are the zoo's names
+    already. (timm's LeakyReLU slope is 0.01: build with ``negative_slope=0.01`` for its outputs.)"""
+    renames = (("stem.conv1.", "stem."), ("head.fc.", "fc."))
+    out = {}
+    for k, v in sd.items():
+        for old, new in renames:
+            if k.startswith(old):
+                k = new + k[len(old):]
+                break
+        out[k] = v
+    return out
+
+
 @register_model(
     family="darknet",
     task="classification",
     input_size=(3, 256, 256),
     paper=_YOLOV3,
     reference="timm:darknet53",
+    converters={"timm": convert_from_timm},
     num_classes=1000,
 )
 def darknet53(**kwargs) -> Darknet53:

@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..nn import SEBlock, check_image_batch
+from ..nn import SEBlock
 from ..nn.backbone import ClassifierBackbone
 from ..registry import register_model
 
@@ -123,7 +123,8 @@ class ResNet(ClassifierBackbone, nn.Module):
     With ``features_only=True`` the net drops its classifier and ``forward``
     returns the list of maps named by ``out_indices``: 0 = stem (stride 2),
     1..4 = layer1..layer4 (strides 4, 8, 16, 32). ``feature_info`` gives their
-    channels and strides, for use as a detection backbone.
+    channels and strides, for use as a detection backbone (see
+    :class:`zoo.nn.ClassifierBackbone`).
     """
 
     def __init__(
@@ -141,16 +142,9 @@ class ResNet(ClassifierBackbone, nn.Module):
         out_indices: Sequence[int] = (1, 2, 3, 4),
     ) -> None:
         super().__init__()
-        if num_classes < 0:
-            raise ValueError(f"num_classes: expected >= 0, got {num_classes}")
         if in_chans < 1:
             raise ValueError(f"in_chans: expected >= 1, got {in_chans}")
-        if any(i not in range(5) for i in out_indices):
-            raise ValueError(f"out_indices: expected indices in 0..4, got {tuple(out_indices)}")
-        self.num_classes = num_classes
         self.in_chans = in_chans
-        self.features_only = features_only
-        self.out_indices = tuple(out_indices)
         self.drop_rate = drop_rate
 
         self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
@@ -171,8 +165,8 @@ class ResNet(ClassifierBackbone, nn.Module):
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
             inplanes = outplanes
             info.append(dict(num_chs=outplanes, reduction=4 * 2**i, module=f"layer{i + 1}"))
-        self.feature_info = [info[i] for i in self.out_indices] if features_only else info
-        self._build_head(inplanes, num_classes, features_only)
+        self._setup_features(info, features_only, out_indices)
+        self._build_head(inplanes, num_classes)
         self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
@@ -187,25 +181,16 @@ class ResNet(ClassifierBackbone, nn.Module):
                 if isinstance(m, (BasicBlock, Bottleneck)):
                     m.zero_init_last()
 
-    def _stages(self) -> list[nn.Module]:
-        return [self.layer1, self.layer2, self.layer3, self.layer4]
-
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.in_chans)
         return self.relu(self.bn1(self.conv1(x)))
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, in_chans, H, W] -> [N, num_features, H/32, W/32]``."""
-        x = self.maxpool(self._stem(x))
-        for stage in self._stages():
-            x = stage(x)
-        return x
+    def _layer1(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer1(self.maxpool(x))
 
-    def forward_multiscale(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The maps at ``out_indices`` (0 = stem, stride 2; k = layer k, stride 2**(k+1))."""
-        x = self._stem(x)
-        feats = [x] if 0 in self.out_indices else []
-        return self._stage_features(self.maxpool(x), self._stages(), feats)
+    def feature_stages(self) -> list:
+        """The stem (conv1-bn1-relu, stride 2), then layer1 (after the max-pool, stride 4) ..
+        layer4 (stride 32)."""
+        return [self._stem, self._layer1, self.layer2, self.layer3, self.layer4]
 
 
 _HE = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016"

@@ -1,36 +1,61 @@
-"""What the classification backbones share: the stage walk of ``features_only`` nets,
-``forward``, and the pooled linear classifier head."""
+"""What the classification backbones share: ``features_only`` (the multi-scale feature maps a
+detector takes), ``forward`` and the pooled linear classifier head -- written once here."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
+from .checks import check_image_batch
+
 
 class ClassifierBackbone:
-    """Mixin for an ``nn.Module`` backbone ending in global average pooling, dropout and a
-    linear classifier: ``forward``, ``forward_head`` and ``reset_classifier`` as timm names
-    them, and the stage walk behind ``forward_multiscale``.
+    """Mixin for an ``nn.Module`` backbone: stages of decreasing resolution, then global
+    average pooling, dropout and a linear classifier -- ``forward``, ``forward_features``,
+    ``forward_head``, ``reset_classifier`` and ``feature_info`` as timm names them.
 
-    The module sets ``avgpool``, ``fc`` (``None`` when built ``features_only``),
-    ``drop_rate``, ``num_features``, ``num_classes``, ``features_only`` and ``out_indices``,
-    and defines ``forward_features`` and ``forward_multiscale``.
+    A family defines :meth:`feature_stages` (index 0 the stem, then one entry per stage),
+    calls :meth:`_setup_features` with one ``dict(num_chs, reduction, module)`` per entry and
+    :meth:`_build_head`, and sets ``in_chans`` and ``drop_rate``.
+
+    Built with ``features_only=True`` the net has no classifier and ``forward(x)`` returns the
+    maps at ``out_indices`` (by increasing stride); ``feature_info`` then lists their channels
+    and strides.
     """
 
     features_only: bool
     out_indices: tuple[int, ...]
+    feature_info: list[dict]
     fc: nn.Module | None
     avgpool: nn.Module
     drop_rate: float
+    in_chans: int
     num_features: int
     num_classes: int
     training: bool
 
-    def _build_head(self, num_features: int, num_classes: int, features_only: bool) -> None:
-        """Set ``num_features`` and the pooled linear head (no head when ``features_only``)."""
+    def feature_stages(self) -> Sequence[Callable[[torch.Tensor], torch.Tensor]]:  # pragma: no cover
+        """The stem (index 0), then each stage, as callables run in order."""
+        raise NotImplementedError
+
+    def _setup_features(self, info: Sequence[dict], features_only: bool, out_indices: Sequence[int]) -> None:
+        """Check ``out_indices`` against the ``len(info)`` feature levels and set ``features_only``,
+        ``out_indices`` (sorted, unique) and ``feature_info``."""
+        last = len(info) - 1
+        if not out_indices or any(int(i) != i or not 0 <= i <= last for i in out_indices):
+            raise ValueError(f"out_indices: expected indices in 0..{last}, got {tuple(out_indices)}")
+        self.features_only = bool(features_only)
+        self.out_indices = tuple(sorted({int(i) for i in out_indices}))
+        self.feature_info = [dict(info[i]) for i in self.out_indices] if features_only else [dict(d) for d in info]
+
+    def _build_head(self, num_features: int, num_classes: int) -> None:
+        """Set ``num_features`` and the pooled linear head (none when ``features_only``)."""
+        if num_classes < 0:
+            raise ValueError(f"num_classes: expected >= 0, got {num_classes}")
         self.num_features = num_features
-        if features_only:
+        self.num_classes = 0 if self.features_only else num_classes
+        if self.features_only:
             self.fc = None
         else:
             self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -41,13 +66,19 @@ class ClassifierBackbone:
             return self.forward_multiscale(x)
         return self.forward_head(self.forward_features(x))
 
-    def _stage_features(
-        self, x: torch.Tensor, stages: Iterable[nn.Module], feats: list[torch.Tensor]
-    ) -> list[torch.Tensor]:
-        """Run ``stages`` (numbered from 1) on ``x`` up to the last of ``out_indices``, appending
-        the outputs of the stages in ``out_indices`` to ``feats``."""
-        last = max(self.out_indices)
-        for i, stage in enumerate(stages, start=1):
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, in_chans, H, W] -> [N, num_features, h, w]``: every stage, the last map."""
+        check_image_batch(x, self.in_chans)
+        for stage in self.feature_stages():
+            x = stage(x)
+        return x
+
+    def forward_multiscale(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The maps at ``out_indices`` (0 = the stem), by increasing stride; stages after the
+        last index are not run."""
+        check_image_batch(x, self.in_chans)
+        feats, last = [], max(self.out_indices)
+        for i, stage in enumerate(self.feature_stages()):
             if i > last:
                 break
             x = stage(x)
