@@ -1,4 +1,4 @@
-"""Warmup + exponential decay against torch's own schedulers and the closed form."""
+"""Warmup + exponential / cosine decay against torch's own schedulers and the closed forms."""
 from __future__ import annotations
 
 import io
@@ -7,9 +7,16 @@ import pickle
 
 import pytest
 import torch
-from torch.optim.lr_scheduler import ExponentialLR, LinearLR, SequentialLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, ExponentialLR, LinearLR, SequentialLR
 
-from zoo.optim import WarmupExponentialDecay, WarmupExponentialLR, warmup_exponential
+from zoo.optim import (
+    WarmupCosineDecay,
+    WarmupCosineLR,
+    WarmupExponentialDecay,
+    WarmupExponentialLR,
+    make_optimizer,
+    warmup_exponential,
+)
 
 
 def _lrs(sched, opt, steps):
@@ -38,6 +45,37 @@ def test_matches_torch_linear_then_exponential(warmup, start, gamma):
     a, b = _lrs(ours, ours_opt, 40), _lrs(ref, ref_opt, 40)
     for x, y in zip(a, b):
         assert x == pytest.approx(y, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("warmup,start,min_factor", [(5, 0.1, 0.0), (3, 0.25, 0.1), (0, 1.0, 0.05)])
+def test_cosine_matches_torch_linear_then_cosine_annealing(warmup, start, min_factor):
+    """WarmupCosineLR is torch's LinearLR followed by CosineAnnealingLR(eta_min=min_factor * lr)
+    over the steps after the warmup, and stays at the minimum past total_steps."""
+    total = 30
+    ours_opt, ref_opt = _opt(), _opt()
+    ours = WarmupCosineLR(ours_opt, warmup_steps=warmup, total_steps=total, start_factor=start, min_factor=min_factor)
+    cosine = CosineAnnealingLR(ref_opt, T_max=total - warmup, eta_min=0.1 * min_factor)
+    ref = cosine if not warmup else SequentialLR(
+        ref_opt, [LinearLR(ref_opt, start_factor=start, end_factor=1.0, total_iters=warmup), cosine],
+        milestones=[warmup])
+    a, b = _lrs(ours, ours_opt, total + 1), _lrs(ref, ref_opt, total + 1)
+    for x, y in zip(a, b):
+        assert x == pytest.approx(y, rel=1e-9, abs=1e-12)
+    assert _lrs(ours, ours_opt, 5) == pytest.approx([0.1 * min_factor] * 5, abs=1e-12)
+
+
+def test_make_optimizer_groups_and_kinds():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(4, 2))
+    sgd = make_optimizer(net, "sgd", lr=0.1, weight_decay=1e-4, momentum=0.9)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
+    decayed, free = sgd.param_groups
+    assert {p.ndim for p in decayed["params"]} == {2, 4} and decayed["weight_decay"] == 1e-4
+    assert {p.ndim for p in free["params"]} == {1} and free["weight_decay"] == 0.0
+    assert len(decayed["params"]) + len(free["params"]) == len(list(net.parameters()))
+    adamw = make_optimizer(net, "adamw", lr=1e-3, weight_decay=5e-4, momentum=0.937)
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"] == (0.937, 0.999)
+    with pytest.raises(ValueError, match="optimizer"):
+        make_optimizer(net, "lamb", lr=1e-3, weight_decay=0.0, momentum=0.9)
 
 
 def test_closed_form_with_decay_steps_and_staircase():
@@ -72,6 +110,17 @@ def test_state_round_trip_and_pickle():
     assert sched2.last_epoch == sched.last_epoch and sched2.get_last_lr() == sched.get_last_lr()
     f = pickle.loads(pickle.dumps(sched.factor))
     assert f(7) == sched.factor(7)
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"warmup_steps": -1, "total_steps": 10}, "warmup_steps"),
+    ({"warmup_steps": 5, "total_steps": 4}, "total_steps"),
+    ({"warmup_steps": 0, "total_steps": 10, "min_factor": 1.5}, "min_factor"),
+    ({"warmup_steps": 2, "total_steps": 10, "start_factor": -0.1}, "start_factor"),
+])
+def test_cosine_bad_arguments(kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        WarmupCosineDecay(**kwargs)
 
 
 @pytest.mark.parametrize("kwargs,msg", [

@@ -1,4 +1,5 @@
-"""Learning-rate schedules written out in closed form.
+"""Learning-rate schedules written out in closed form: a linear warmup, then exponential or
+cosine decay. Each is a ``LambdaLR`` stepped once per optimizer step.
 
 ``warmup_exponential``: a linear warmup from ``start_factor * lr`` to ``lr`` over
 ``warmup_steps`` steps, then exponential decay by ``gamma`` every ``decay_steps``
@@ -26,15 +27,24 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 
-def _check(warmup_steps: int, gamma: float, decay_steps: float, start_factor: float) -> None:
+def _check_warmup(warmup_steps: int, start_factor: float) -> None:
     if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
         raise ValueError(f"warmup_steps: expected an int >= 0, got {warmup_steps!r}")
+    if not (isinstance(start_factor, (int, float)) and 0.0 <= start_factor <= 1.0):
+        raise ValueError(f"start_factor: expected a value in [0, 1], got {start_factor!r}")
+
+
+def _check(warmup_steps: int, gamma: float, decay_steps: float, start_factor: float) -> None:
+    _check_warmup(warmup_steps, start_factor)
     if not (isinstance(gamma, (int, float)) and 0.0 < gamma <= 1.0):
         raise ValueError(f"gamma: expected a decay factor in (0, 1], got {gamma!r}")
     if not (isinstance(decay_steps, (int, float)) and decay_steps > 0 and math.isfinite(decay_steps)):
         raise ValueError(f"decay_steps: expected a positive number of steps, got {decay_steps!r}")
-    if not (isinstance(start_factor, (int, float)) and 0.0 <= start_factor <= 1.0):
-        raise ValueError(f"start_factor: expected a value in [0, 1], got {start_factor!r}")
+
+
+def _warmup(step: int, warmup_steps: int, start_factor: float) -> float:
+    """The linear warmup both schedules share: ``start_factor`` at step 0, 1 at ``warmup_steps``."""
+    return start_factor + (1.0 - start_factor) * step / warmup_steps
 
 
 def warmup_exponential(
@@ -43,9 +53,22 @@ def warmup_exponential(
 ) -> float:
     """The multiplier ``f(step)`` of the base learning rate (see the module docstring)."""
     if step < warmup_steps:
-        return start_factor + (1.0 - start_factor) * step / warmup_steps
+        return _warmup(step, warmup_steps, start_factor)
     e = (step - warmup_steps) / decay_steps
     return gamma ** (math.floor(e) if staircase else e)
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, start_factor: float = 0.0,
+                  min_factor: float = 0.0) -> float:
+    """The multiplier of the base learning rate: the linear warmup of :func:`warmup_exponential`,
+    then half a cosine from 1 down to ``min_factor`` at ``total_steps`` (and ``min_factor`` after)::
+
+        f(t) = min_factor + (1 - min_factor) * (1 + cos(pi * min(1, (t - w) / (T - w)))) / 2    t >= w
+    """
+    if step < warmup_steps:
+        return _warmup(step, warmup_steps, start_factor)
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class WarmupExponentialDecay:
@@ -93,5 +116,55 @@ class WarmupExponentialLR(LambdaLR):
 
     @property
     def factor(self) -> WarmupExponentialDecay:
+        """The multiplier ``f(step)``."""
+        return self.lr_lambdas[0]
+
+
+class WarmupCosineDecay:
+    """``f(step)`` of :func:`warmup_cosine` as a picklable callable for ``LambdaLR``.
+
+    Args:
+        warmup_steps: steps of linear warmup (0: none).
+        total_steps: the step at which the cosine reaches ``min_factor``.
+        start_factor: the multiplier at step 0.
+        min_factor: the multiplier at the end.
+    """
+
+    def __init__(self, warmup_steps: int, total_steps: int, start_factor: float = 0.0, min_factor: float = 0.0) -> None:
+        _check_warmup(warmup_steps, start_factor)
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < max(1, warmup_steps):
+            raise ValueError(f"total_steps: expected an int >= max(1, warmup_steps={warmup_steps}), got {total_steps!r}")
+        if not (isinstance(min_factor, (int, float)) and 0.0 <= min_factor <= 1.0):
+            raise ValueError(f"min_factor: expected a value in [0, 1], got {min_factor!r}")
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+        self.start_factor = float(start_factor)
+        self.min_factor = float(min_factor)
+
+    def __call__(self, step: int) -> float:
+        return warmup_cosine(step, self.warmup_steps, self.total_steps, self.start_factor, self.min_factor)
+
+    def __repr__(self) -> str:
+        return (f"WarmupCosineDecay(warmup_steps={self.warmup_steps}, total_steps={self.total_steps}, "
+                f"start_factor={self.start_factor}, min_factor={self.min_factor})")
+
+
+class WarmupCosineLR(LambdaLR):
+    """``LambdaLR(optimizer, WarmupCosineDecay(...))``: linear warmup, then cosine decay to
+    ``min_factor * lr`` at ``total_steps``. Step it once per optimizer step. ::
+
+        lr_scheduler:
+          class_path: zoo.optim.WarmupCosineLR
+          init_args: {warmup_steps: 500, total_steps: 20000}
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int = 0, total_steps: int = 1000,
+                 start_factor: float = 0.0, min_factor: float = 0.0, last_epoch: int = -1) -> None:
+        # (the factor is not kept as an attribute: see WarmupExponentialLR)
+        super().__init__(optimizer, WarmupCosineDecay(warmup_steps, total_steps, start_factor, min_factor),
+                         last_epoch=last_epoch)
+
+    @property
+    def factor(self) -> WarmupCosineDecay:
         """The multiplier ``f(step)``."""
         return self.lr_lambdas[0]
