@@ -1,6 +1,8 @@
 """Helpers shared by the tests (oracles that do not use the zoo's own code)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -50,3 +52,29 @@ def count_macs_with_hooks(net: nn.Module, x: torch.Tensor) -> int:
 
 def n_params(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
+
+
+def perfect_maps(targets, anchors, strides, sizes, num_classes):
+    """Raw maps that decode to exactly the target boxes, built with a scalar re-derivation of
+    darknet's assignment (no zoo code): each box goes to the anchor of largest corner-aligned IoU
+    among all of them, at the cell holding its centre; logits are sigmoid^-1 of the offset in the
+    cell and log(wh / anchor); objectness and the class logit high there, low everywhere else."""
+    levels, per_level = anchors.shape[:2]
+    flat = anchors.reshape(-1, 2).tolist()
+    maps = [torch.full((len(targets), per_level, h, w, 5 + num_classes), -12.0) for h, w in sizes]
+    for b, t in enumerate(targets):
+        for (x1, y1, x2, y2), label in zip(t["boxes"].tolist(), t["labels"].tolist()):
+            w, h = x2 - x1, y2 - y1
+            ious = [min(w, aw) * min(h, ah) / (w * h + aw * ah - min(w, aw) * min(h, ah)) for aw, ah in flat]
+            k = max(range(len(flat)), key=ious.__getitem__)
+            lvl, a = divmod(k, per_level)
+            s = strides[lvl]
+            cx, cy = (x1 + x2) / 2 / s, (y1 + y2) / 2 / s
+            gx, gy = int(math.floor(cx)), int(math.floor(cy))
+            fx, fy = min(max(cx - gx, 1e-6), 1 - 1e-6), min(max(cy - gy, 1e-6), 1 - 1e-6)
+            cell = maps[lvl][b, a, gy, gx]
+            cell[0], cell[1] = math.log(fx / (1 - fx)), math.log(fy / (1 - fy))
+            cell[2], cell[3] = math.log(w / flat[k][0]), math.log(h / flat[k][1])
+            cell[4] = 12.0
+            cell[5 + label] = 12.0
+    return [m.permute(0, 1, 4, 2, 3).reshape(m.shape[0], -1, m.shape[2], m.shape[3]).contiguous() for m in maps]

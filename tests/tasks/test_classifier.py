@@ -1,12 +1,11 @@
 """The Classifier LightningModule: loss, metrics, predict, checkpoints."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
 
 import zoo
 from zoo.data import DigitsDataModule
@@ -84,17 +83,32 @@ def test_checkpoint_roundtrip_rebuilds_the_same_model(tmp_path):
 
 
 def test_default_schedule_is_linear_warmup_then_cosine(tmp_path):
+    """The lr the trainer applies each step equals torch's LinearLR (from lr / (warmup + 1)) then
+    CosineAnnealingLR down to 0 at the last step."""
     m = Classifier("resnet18", num_classes=10, lr=0.1, warmup_epochs=1)
     trainer = _trainer(tmp_path, max_epochs=4, limit_train_batches=5, limit_val_batches=0)
+    lrs = []
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer.callbacks.append(Record())
     trainer.fit(m, datamodule=DigitsDataModule())
-    opt = trainer.optimizers[0]
-    sched = trainer.lr_scheduler_configs[0].scheduler
     total, warm = 20, 5
-    lr_fn = sched.lr_lambdas[0]
-    for step in range(total):
-        want = (step + 1) / (warm + 1) if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / (total - warm)))
-        assert lr_fn(step) == pytest.approx(want)
-    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[1]["weight_decay"] == 0.0
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    ref = SequentialLR(opt, [LinearLR(opt, start_factor=1 / (warm + 1), end_factor=1.0, total_iters=warm),
+                             CosineAnnealingLR(opt, T_max=total - warm)], milestones=[warm])
+    want = []
+    for _ in range(total):
+        want.append(opt.param_groups[0]["lr"])
+        opt.step()
+        ref.step()
+    assert len(lrs) == total
+    for got, exp in zip(lrs, want):
+        assert got == pytest.approx(exp, rel=1e-9, abs=1e-12)
+    assert isinstance(trainer.optimizers[0], torch.optim.SGD) and trainer.optimizers[0].param_groups[1]["weight_decay"] == 0.0
+    assert trainer.optimizers[0].defaults["nesterov"]
 
 
 def test_bad_arguments():

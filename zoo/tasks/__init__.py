@@ -9,7 +9,8 @@ import pytorch_lightning as pl
 from ..registry import get_spec
 from ..weights import convert_state_dict, read_checkpoint
 from .classification import Classifier
-from .detection import DetectionWriter, Detector
+from .base import Task
+from .detection import Detector
 
 TASK_CLASSES: dict[str, type[pl.LightningModule]] = {
     "classification": Classifier,
@@ -48,4 +49,4 @@ def load(name: str, weights: str | None = None, **overrides: Any) -> pl.Lightnin
     return module
 
 
-__all__ = ["Classifier", "DetectionWriter", "Detector", "TASK_CLASSES", "load"]
+__all__ = ["Classifier", "Detector", "TASK_CLASSES", "Task", "load"]

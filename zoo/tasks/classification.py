@@ -1,29 +1,33 @@
 """Image classification as a LightningModule."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from ..optim import weight_decay_groups
+from ..callbacks import ClassificationWriter
+from ..optim import WarmupCosineLR
 from ..registry import create_net, get_spec
+from .base import Task
 
 
-class Classifier(pl.LightningModule):
+class Classifier(Task):
     """Wraps ``zoo.create_net(arch)``: cross-entropy training, top-1/top-5 accuracy.
 
     Args:
         arch: a registered classification model name.
-        num_classes / in_chans: override the spec's defaults.
+        num_classes: number of classes (default: ``len(classes)``, else the spec's).
+        classes: class names, for predictions (the CLI links them from the datamodule).
+        in_chans: overrides the spec's input channels.
         label_smoothing: passed to the cross-entropy loss.
-        lr, weight_decay, momentum, optimizer ("sgd" | "adamw"), warmup_epochs:
-            the default optimizer (SGD with momentum or AdamW) and a linear-warmup
-            + cosine schedule over ``trainer.max_epochs``. A config's
-            ``optimizer:`` / ``lr_scheduler:`` keys replace them.
+        optimizer ("sgd" | "adamw"), lr, weight_decay, momentum: the default optimizer
+            (:func:`zoo.optim.make_optimizer`: SGD with Nesterov momentum, or AdamW).
+        warmup_epochs: the default schedule (:class:`zoo.optim.WarmupCosineLR`, stepped per
+            optimizer step): a linear warmup over these epochs from ``lr / (warmup steps + 1)``,
+            then a cosine down to 0 at the end of ``trainer.max_epochs``. A config's
+            ``optimizer:`` / ``lr_scheduler:`` keys replace the optimizer and schedule.
         topk: how many labels ``predict_step`` returns.
         net_kwargs: extra keyword arguments for the net builder (e.g. ``drop_rate``).
 
@@ -34,6 +38,7 @@ class Classifier(pl.LightningModule):
         self,
         arch: str = "resnet18",
         num_classes: int | None = None,
+        classes: list[str] | None = None,
         in_chans: int | None = None,
         label_smoothing: float = 0.0,
         lr: float = 0.1,
@@ -48,10 +53,14 @@ class Classifier(pl.LightningModule):
         spec = get_spec(arch)
         if spec.task != "classification":
             raise ValueError(f"arch: {arch!r} is a {spec.task} model, not a classification model")
-        if optimizer not in ("sgd", "adamw"):
-            raise ValueError(f"optimizer: expected 'sgd' or 'adamw', got {optimizer!r}")
+        self.check_optimizer(optimizer)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing: expected a value in [0, 1), got {label_smoothing}")
+        if classes is not None:
+            classes = [str(c) for c in classes]
+            if num_classes is not None and num_classes != len(classes):
+                raise ValueError(f"num_classes: {num_classes} does not match the {len(classes)} names in classes")
+            num_classes = len(classes)
         self.save_hyperparameters()
         overrides = dict(net_kwargs or {})
         if num_classes is not None:
@@ -62,6 +71,7 @@ class Classifier(pl.LightningModule):
         self.num_classes = int(self.net.num_classes)
         if self.num_classes < 2:
             raise ValueError(f"num_classes: a classifier needs at least 2 classes, got {self.num_classes}")
+        self.classes = classes or [str(i) for i in range(self.num_classes)]
         k5 = min(5, self.num_classes)
         self.metrics = torch.nn.ModuleDict(
             {
@@ -110,25 +120,14 @@ class Classifier(pl.LightningModule):
         top = probs.topk(k, dim=1)
         return {"labels": top.indices, "probs": top.values}
 
-    def configure_optimizers(self):
-        hp = self.hparams
-        groups = weight_decay_groups(self.net, hp.weight_decay)
-        if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.momentum > 0)
-        else:
-            opt = torch.optim.AdamW(groups, lr=hp.lr)
-        epochs = self.trainer.max_epochs if self.trainer is not None else None
-        if not epochs or epochs <= 0:
-            return opt
-        steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // epochs)
-        total = max(1, epochs * steps_per_epoch)
-        warmup = min(total - 1, hp.warmup_epochs * steps_per_epoch)
+    def lr_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int | None):
+        """:class:`zoo.optim.WarmupCosineLR` over the run: ``warmup_epochs`` of linear warmup from
+        ``lr / (warmup steps + 1)``, then a cosine to 0 (none when the run has no known length)."""
+        epochs = self._trainer.max_epochs if self._trainer is not None else None
+        if total_steps is None or not epochs or epochs <= 0:
+            return None
+        warmup = min(total_steps - 1, self.hparams.warmup_epochs * max(1, total_steps // epochs))
+        return WarmupCosineLR(optimizer, warmup_steps=warmup, total_steps=total_steps, start_factor=1 / (warmup + 1))
 
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            t = min(1.0, (step - warmup) / max(1, total - warmup))
-            return 0.5 * (1.0 + math.cos(math.pi * t))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+    def prediction_writer(self) -> ClassificationWriter:
+        return ClassificationWriter()

@@ -1,0 +1,271 @@
+"""Lightning callbacks: prediction writers, a one-line-per-epoch summary with a curves plot,
+and an exponential moving average of the weights.
+
+* :class:`DetectionWriter` -- ``predict`` of a detector: one PNG per image with its boxes
+  drawn and labelled, plus ``detections.json``.
+* :class:`ClassificationWriter` -- ``predict`` of a classifier: ``predictions.csv``.
+* :class:`EpochSummary` -- prints one line per epoch (epoch means of the ``train/*`` values,
+  the ``val/*`` values, seconds) and draws them per epoch into ``curves.png``.
+
+``python -m zoo predict`` adds the task's writer (``LightningModule.prediction_writer()``)
+when the config names none, and ``python -m zoo fit`` adds :class:`EpochSummary`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import BasePredictionWriter, Callback
+
+#: box colours by class index (distinct on a light background)
+PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#0a9396", "#f032e6", "#9a6324",
+           "#800000", "#000075")
+
+
+def _output_dir(trainer: pl.Trainer, output_dir: str | None, name: str) -> Path:
+    return Path(output_dir or os.path.join(trainer.default_root_dir, name))
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+def draw_detections(image_path: str, boxes: torch.Tensor, names: list[str], scores: torch.Tensor,
+                    labels: torch.Tensor, out_png: str | os.PathLike, min_side: int = 640,
+                    line_width: int | None = None) -> None:
+    """Draw ``boxes [K, 4]`` (xyxy pixels of the image) with ``"name score"`` labels into ``out_png``.
+
+    An image smaller than ``min_side`` on its long side is enlarged to it first (boxes with it),
+    so that labels on small images stay readable; the font is about 1/40 of the long side
+    (at least 14 px). Each label sits on a filled tag of its class colour.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    with Image.open(image_path) as im:
+        img = im.convert("RGB")
+    f = max(1.0, min_side / max(img.size))
+    if f > 1.0:
+        img = img.resize((round(img.width * f), round(img.height * f)), Image.Resampling.BILINEAR)
+    long_side = max(img.size)
+    font_px = max(14, round(long_side / 40))
+    width = line_width or max(2, round(long_side / 300))
+    font = ImageFont.load_default(size=font_px)
+    draw = ImageDraw.Draw(img)
+    for box, name, score, label in zip((boxes.float() * f).tolist(), names, scores.tolist(), labels.tolist()):
+        colour = PALETTE[int(label) % len(PALETTE)]
+        x1, y1, x2, y2 = box
+        draw.rectangle((x1, y1, x2, y2), outline=colour, width=width)
+        text = f"{name} {score:.2f}"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        tw, th = right - left, bottom - top
+        pad = max(2, font_px // 6)
+        ty = y1 - th - 2 * pad if y1 - th - 2 * pad >= 0 else y1  # above the box, else inside it
+        tx = min(x1, img.width - tw - 2 * pad)
+        draw.rectangle((tx, ty, tx + tw + 2 * pad, ty + th + 2 * pad), fill=colour)
+        draw.text((tx + pad - left, ty + pad - top), text, fill="white", font=font)
+    img.save(out_png)
+
+
+class DetectionWriter(BasePredictionWriter):
+    """Writes what a detector's ``predict`` finds: one PNG per image with its boxes drawn, and
+    ``detections.json``.
+
+    Args:
+        output_dir: where to write (default: ``<trainer.default_root_dir>/predict``).
+        draw: write the PNGs (``detections.json`` is always written).
+        min_side: PNGs of smaller images are enlarged to this long side, for readable labels.
+
+    ``detections.json``: ``{"classes": [...], "images": [{"image": path, "png": path,
+    "detections": [{"box": [x1, y1, x2, y2], "score": s, "label": i, "class": name}]}]}``,
+    boxes in pixels of the original image. Expects the predictions of
+    :meth:`zoo.tasks.Detector.predict_step` (per image: ``path``, ``boxes``, ``scores``,
+    ``labels``, ``names``).
+    """
+
+    def __init__(self, output_dir: str | None = None, draw: bool = True, min_side: int = 640) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = output_dir
+        self.draw = draw
+        self.min_side = int(min_side)
+        self._records: list[dict[str, Any]] = []
+
+    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._records = []
+        _output_dir(trainer, self.output_dir, "predict").mkdir(parents=True, exist_ok=True)
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        out_dir = _output_dir(trainer, self.output_dir, "predict")
+        for det in prediction:
+            record = {"image": det["path"], "png": None, "detections": [
+                {"box": [round(float(v), 2) for v in box], "score": round(float(s), 4), "label": int(lab),
+                 "class": name}
+                for box, s, lab, name in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist(),
+                                             det["names"])
+            ]}
+            if self.draw and det["path"]:
+                png = out_dir / (Path(det["path"]).stem + ".png")
+                draw_detections(det["path"], det["boxes"], det["names"], det["scores"], det["labels"], png,
+                                self.min_side)
+                record["png"] = str(png)
+            self._records.append(record)
+
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        out_dir = _output_dir(trainer, self.output_dir, "predict")
+        path = out_dir / "detections.json"
+        with open(path, "w") as f:
+            json.dump({"classes": list(getattr(pl_module, "classes", [])), "images": self._records}, f, indent=1)
+        n = sum(len(r["detections"]) for r in self._records)
+        print(f"zoo predict: {n} detections in {len(self._records)} images -> {path}"
+              + (f" (+ one PNG per image in {out_dir})" if self.draw else ""))
+
+
+# ----------------------------------------------------------------------------- classification
+
+
+class ClassificationWriter(BasePredictionWriter):
+    """Writes a classifier's ``predict`` results to ``predictions.csv``: one row per sample with
+    its index in the dataset, its file (when the dataset has ``files``), and the top-k class
+    names and probabilities of :meth:`zoo.tasks.Classifier.predict_step`.
+
+    Args:
+        output_dir: where to write (default: ``<trainer.default_root_dir>/predict``).
+    """
+
+    def __init__(self, output_dir: str | None = None) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = output_dir
+        self._rows: list[list[Any]] = []
+        self._k = 0
+
+    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._rows, self._k = [], 0
+        _output_dir(trainer, self.output_dir, "predict").mkdir(parents=True, exist_ok=True)
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        classes = list(getattr(pl_module, "classes", []) or [])
+        loader = trainer.predict_dataloaders
+        dataset = getattr(loader[dataloader_idx] if isinstance(loader, (list, tuple)) else loader, "dataset", None)
+        files = getattr(dataset, "files", None)
+        labels, probs = prediction["labels"].tolist(), prediction["probs"].tolist()
+        indices = list(batch_indices) if batch_indices is not None else [None] * len(labels)
+        self._k = max(self._k, max((len(r) for r in labels), default=0))
+        for idx, top, p in zip(indices, labels, probs):
+            row: list[Any] = [idx, files[idx] if files is not None and idx is not None else ""]
+            for lab, prob in zip(top, p):
+                row += [classes[lab] if lab < len(classes) else lab, round(float(prob), 6)]
+            self._rows.append(row)
+
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        path = _output_dir(trainer, self.output_dir, "predict") / "predictions.csv"
+        header = ["index", "file"] + [c for i in range(1, self._k + 1) for c in (f"class_{i}", f"prob_{i}")]
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(self._rows)
+        print(f"zoo predict: {len(self._rows)} predictions -> {path}")
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+class EpochSummary(Callback):
+    """One line per epoch, and the curves of every logged value per epoch in a PNG.
+
+    The line holds the epoch means of the ``train/*`` values logged per step, the ``val/*``
+    values of the epoch's validation and the epoch's wall time, e.g.::
+
+        epoch  3/10  train/loss 8.31 (box 1.95, cls 0.41, obj 0.25)  val/loss 7.02  val/mAP50 0.512  [24 s]
+
+    Args:
+        plot: where to draw the curves (default: ``curves.png`` in the run's log directory,
+            next to its checkpoints); ``""`` draws nothing.
+    """
+
+    def __init__(self, plot: str | None = None) -> None:
+        self.plot = plot
+        self.history: list[dict[str, float]] = []
+        self.plot_path: str | None = None
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._sums, self._counts, self._start = {}, {}, time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith("train/") and torch.is_tensor(value) and value.numel() == 1:
+                self._sums[key] = self._sums.get(key, 0.0) + float(value)
+                self._counts[key] = self._counts.get(key, 0) + 1
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        row = {k: self._sums[k] / self._counts[k] for k in sorted(self._sums)}
+        row.update({k: float(v) for k, v in sorted(trainer.callback_metrics.items())
+                    if k.startswith("val/") and torch.is_tensor(v) and v.numel() == 1})
+        row["epoch"] = trainer.current_epoch + 1
+        row["seconds"] = time.perf_counter() - self._start
+        self.history.append(row)
+        if not trainer.is_global_zero:
+            return
+        line = self.format_line(row, trainer.max_epochs)
+        bar = trainer.progress_bar_callback
+        if bar is not None:
+            bar.print(line)  # between its bars
+        else:
+            print(line, flush=True)
+        if self.plot != "" and not trainer.fast_dev_run:
+            self.plot_path = self.plot or os.path.join(trainer.log_dir or trainer.default_root_dir, "curves.png")
+            self.draw(self.plot_path)
+
+    @staticmethod
+    def format_line(row: dict[str, float], max_epochs: int | None = None) -> str:
+        """``epoch  3/10  train/loss 8.31 (box 1.95, ...)  val/loss 7.02  val/mAP50 0.512  [24 s]``."""
+        total = f"/{max_epochs}" if max_epochs and max_epochs > 0 else ""
+        parts = [f"epoch {int(row['epoch']):>2}{total}"]
+        for stage in ("train", "val"):
+            main = f"{stage}/loss"
+            sub = [k for k in row if k.startswith(f"{stage}/") and k != main]
+            if main in row:
+                extra = [k for k in sub if not k.startswith(f"{stage}/mAP") and not k.startswith(f"{stage}/acc")]
+                text = f"{main} {row[main]:.4g}"
+                if extra:
+                    text += " (" + ", ".join(f"{k.split('/', 1)[1]} {row[k]:.3g}" for k in extra) + ")"
+                parts.append(text)
+                sub = [k for k in sub if k not in extra]
+            parts += [f"{k} {row[k]:.3f}" for k in sub]
+        parts.append(f"[{row['seconds']:.0f} s]")
+        return "  ".join(parts)
+
+    def draw(self, path: str | os.PathLike) -> None:
+        """Losses (left) and the other ``val/*`` metrics (right) per epoch, as a PNG."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        epochs = [r["epoch"] for r in self.history]
+        keys = sorted({k for r in self.history for k in r if "/" in k})
+        losses = [k for k in keys if k.endswith("/loss")]
+        metrics = [k for k in keys if k.startswith("val/") and not k.endswith("loss")]
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for ax, names, title in ((axes[0], losses, "loss"), (axes[1], metrics, "validation")):
+            for k in names:
+                ys = [r.get(k, math.nan) for r in self.history]
+                ax.plot(epochs, ys, marker="o", label=k)
+            ax.set_xlabel("epoch")
+            ax.set_title(title)
+            ax.grid(alpha=0.3)
+            if names:
+                ax.legend()
+        if metrics and all(k.startswith(("val/mAP", "val/acc")) for k in metrics):
+            axes[1].set_ylim(0, 1)
+        fig.tight_layout()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
