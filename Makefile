@@ -36,19 +36,20 @@ zoo/_C.so: $(CSRC) setup.py $(EXT_MODE) | $(STAMP)
 	@touch $@
 
 # The demo: YOLOv3-SE fitted on the embedded synthetic insects with a small input and few
-# epochs (5 minutes for fit + predict on 2 CPU cores; val mAP@0.5 0.60), then predictions on the val images
-# (PNGs with boxes + detections.json) in runs/demo/predict.
-DEMO_CONFIG ?= configs/yolov3_se_insects.yaml
+# epochs, one line per epoch, then predictions on the val images (PNGs with boxes +
+# detections.json) in runs/demo/predict and the training curves in curves.png.
+DEMO_CONFIG ?= --config configs/data/insects.yaml --config configs/detection/yolov3_se.yaml
 DEMO_ARGS   ?= --trainer.max_epochs=10 --data.img_size=224 --data.multiscale=null \
                --data.synthetic='{n_train: 240, n_val: 60, size: 288, seed: 0}' --model.init_args.warmup_steps=60
 demo: setup
 	@rm -rf runs/demo
-	$(PY) -m zoo fit --config $(DEMO_CONFIG) $(DEMO_ARGS) --trainer.default_root_dir=runs/demo \
-	  --trainer.enable_progress_bar=false
-	$(PY) -m zoo predict --config $(DEMO_CONFIG) $(DEMO_ARGS) --trainer.default_root_dir=runs/demo \
-	  --trainer.enable_progress_bar=false --ckpt_path=$$(ls runs/demo/lightning_logs/version_0/checkpoints/best.ckpt)
-	@echo "zoo demo: the val mAP@0.5 is the 'zoo fit: best val/mAP50=' line above;" \
-	  "pictures with boxes: runs/demo/predict/*.png, detections: runs/demo/predict/detections.json"
+	$(PY) -m zoo fit $(DEMO_CONFIG) $(DEMO_ARGS) --trainer.default_root_dir=runs/demo \
+	  --trainer.enable_progress_bar=false --trainer.enable_model_summary=false
+	$(PY) -m zoo predict $(DEMO_CONFIG) $(DEMO_ARGS) --trainer.default_root_dir=runs/demo \
+	  --trainer.enable_progress_bar=false --ckpt_path=runs/demo/lightning_logs/version_0/checkpoints/best.ckpt
+	@echo "zoo demo: val mAP@0.5 is the 'zoo fit: best val/mAP50=' line above;" \
+	  "pictures with boxes: runs/demo/predict/*.png (detections.json beside them);" \
+	  "training curves: runs/demo/lightning_logs/version_0/curves.png (or: tensorboard --logdir runs/demo)"
 
 # pytest exits 5 when it collects nothing: that must fail, never pass silently.
 # The C++ smoke test (`make ctest`) runs after pytest; both must pass.
@@ -72,6 +73,7 @@ bench: setup
 	if [ $$found -eq 0 ]; then echo "make bench: no benchmarks/bench_*.py yet"; fi
 
 docs: setup
+	$(PY) -c "from zoo import registry; registry.write_model_index()"
 	@{ echo "# Models"; echo; \
 	  echo "Every registered model, its task, parameter count at the default config and the outside"; \
 	  echo "reference its architecture is tested against (weight identity: same state dict, same logits)."; \

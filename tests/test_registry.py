@@ -1,6 +1,10 @@
 """Registry: names, patterns, specs, errors, model_info against independent counts."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 import torch
 import torchvision
@@ -79,3 +83,29 @@ def test_model_info_counts_match_torchvision(name):
     assert info["params"] == n_params(ref)
     assert info["macs"] == count_macs_with_hooks(ref, torch.randn(1, 3, 224, 224))
     assert info["reference"] == f"torchvision:{name}"
+
+
+def test_import_zoo_does_not_import_torch():
+    code = "import sys, zoo; assert 'torch' not in sys.modules; zoo.list_models(); assert 'torch' in sys.modules"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_cached_model_table_is_current():
+    """zoo/models/index.json (what `zoo list` prints) holds today's counts of every model and the
+    digest of today's sources; `make docs` rewrites it."""
+    index = json.loads(registry.INDEX_PATH.read_text())
+    assert index["digest"] == registry.sources_digest(), "zoo/models/index.json is stale: run `make docs`"
+    assert index["models"] == registry.build_model_index()["models"]
+    counts = {r["name"]: r["params"] for r in index["models"]}
+    assert counts["resnet50"] == n_params(torchvision.models.resnet50(weights=None))
+
+
+def test_stale_table_is_rebuilt(tmp_path, monkeypatch):
+    stale = tmp_path / "index.json"
+    stale.write_text(json.dumps({"digest": "old", "models": [{"name": "resnet50", "task": "classification",
+                                                               "family": "resnet", "params": 1, "reference": ""}]}))
+    monkeypatch.setattr(registry, "INDEX_PATH", stale)
+    rows = registry.model_table(task="classification", pattern="resnet5*")
+    assert [(r["name"], r["params"]) for r in rows] == [("resnet50", 25_557_032)]
+    assert json.loads(stale.read_text())["digest"] == registry.sources_digest()

@@ -1,6 +1,8 @@
-"""The command line: every config through the real entry point, list/info, checkpoints."""
+"""The command line: the composable configs through the real entry point, the argument links,
+list / info / --help, exit codes, and what fit / validate / test / predict leave behind."""
 from __future__ import annotations
 
+import csv
 import glob
 import json
 import os
@@ -10,52 +12,137 @@ import sys
 import pytest
 import torch
 import torchvision
+import yaml
 
 import zoo
 from zoo.cli import ZooCLI, main
 from tests.util import count_macs_with_hooks, n_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RECIPES = {"classification": os.path.join(ROOT, "configs", "data", "digits.yaml"),
+           "detection": os.path.join(ROOT, "configs", "data", "insects.yaml")}
+MODEL_CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "classification", "*.yaml"))
+                       + glob.glob(os.path.join(ROOT, "configs", "detection", "*.yaml")))
+
+
 @pytest.fixture(autouse=True)
 def _no_pytest_argv(monkeypatch):
     """LightningCLI warns when sys.argv (here pytest's) and args are both given."""
     monkeypatch.setattr(sys, "argv", ["zoo"])
 
 
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml")))
+def tiny_detection(tmp_path) -> list[str]:
+    """Overrides that make the insects recipe a seconds-long run."""
+    return ["--data.img_size=64", "--data.multiscale=null", "--trainer.precision=32",
+            f"--data.data_dir={tmp_path / 'data'}", "--data.synthetic={n_train: 4, n_val: 2, size: 96, seed: 1}"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "zoo", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=600)
 
 
-def test_every_classification_model_has_a_digits_config():
-    have = {os.path.basename(c)[: -len("_digits.yaml")] for c in CONFIGS if c.endswith("_digits.yaml")}
-    assert set(zoo.list_models(task="classification")) <= have
+def fast_fit(tmp_path, *args: str) -> ZooCLI:
+    """``fit --trainer.fast_dev_run=true``; checks the run trained one step on a finite loss."""
+    cli = ZooCLI(["fit", *args, "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}",
+                  "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"])
+    trainer = cli.trainer
+    assert trainer.state.finished and trainer.global_step == 1
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    assert any(k.startswith("val/") for k in trainer.callback_metrics)  # validation ran too
+    return cli
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=os.path.basename)
-def test_fast_dev_run_every_config(config, tmp_path):
-    assert main(["fit", "--config", config, "--trainer.fast_dev_run=true",
-                 f"--trainer.default_root_dir={tmp_path}"]) == 0
+# ------------------------------------------------------------------------------- configs
 
 
-def test_python_dash_m_zoo_fit_fast_dev_run(tmp_path):
-    cfg = os.path.join(ROOT, "configs", "resnet18_digits.yaml")
-    r = _run("fit", "--config", cfg, "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}")
+@pytest.mark.parametrize("config", MODEL_CONFIGS, ids=lambda p: os.path.relpath(p, os.path.join(ROOT, "configs")))
+def test_every_model_config_runs_with_its_task_recipe(config, tmp_path):
+    task = os.path.basename(os.path.dirname(config))
+    extra = tiny_detection(tmp_path) if task == "detection" else []
+    cli = fast_fit(tmp_path, "--config", RECIPES[task], "--config", config, *extra)
+    with open(config) as f:
+        arch = yaml.safe_load(f)["model"]["init_args"]["arch"]
+    assert cli.model.hparams.arch == arch and zoo.get_spec(arch).task == task
+
+
+@pytest.mark.parametrize("name", zoo.list_models(task="classification"))
+def test_every_classification_model_trains_with_the_digits_recipe(name, tmp_path):
+    """One recipe file plus the model's name: the data's classes and the model's normalisation
+    are linked, so nothing else changes between models."""
+    cli = fast_fit(tmp_path, "--config", RECIPES["classification"], "--model.init_args.arch", name)
+    spec = zoo.get_spec(name)
+    assert cli.model.hparams.arch == name and type(cli.model.net) is type(zoo.create_net(name, num_classes=10))
+    assert cli.model.num_classes == 10 and cli.model.classes == [str(d) for d in range(10)]
+    assert cli.datamodule.hparams.arch == name and cli.datamodule.mean == spec.mean
+
+
+def test_insects_recipe_links_classes_and_size_into_the_detector(tmp_path):
+    cli = fast_fit(tmp_path, "--config", RECIPES["detection"], *tiny_detection(tmp_path))
+    assert cli.model.classes == list(zoo.data.INSECT_CLASSES) == cli.datamodule.classes
+    assert cli.model.num_classes == 7 and cli.model.hparams.img_size == 64
+    assert "val/mAP50" in cli.trainer.callback_metrics
+
+
+def test_imagefolder_recipe_takes_its_classes_from_the_folders(tmp_path):
+    from PIL import Image
+
+    for k, cls in enumerate(("cat", "dog", "owl")):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (40, 30), (60 * k, 20 * i, 90)).save(tmp_path / "train" / cls / f"{i}.png")
+    cli = fast_fit(tmp_path, "--config", os.path.join(ROOT, "configs", "data", "imagefolder.yaml"),
+                   "--model.init_args.arch=resnet18", f"--data.train_dir={tmp_path / 'train'}",
+                   "--data.val_fraction=0.34", "--data.image_size=32", "--data.batch_size=4", "--data.num_workers=0")
+    assert cli.model.classes == ["cat", "dog", "owl"] and cli.model.num_classes == 3
+    assert cli.model.net.fc.out_features == 3
+
+
+# ------------------------------------------------------------------------------- the real entry point
+
+
+def test_python_dash_m_zoo_fit_prints_an_epoch_line_and_no_warning(tmp_path):
+    r = _run("fit", "--config", RECIPES["classification"], "--trainer.fast_dev_run=true",
+             f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false")
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "epoch  1/1  train/loss" in r.stdout and "val/acc1" in r.stdout
+    assert "args parameter is intended" not in r.stderr  # LightningCLI's args-and-sys.argv warning
+
+
+def test_failed_commands_exit_non_zero(tmp_path):
+    r = _run("fit", "--config", RECIPES["classification"], "--trainer.fast_dev_run=true", "--model.init_args.lr=-1",
+             f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false")
+    assert r.returncode != 0 and "learning rate" in r.stderr
+    r = _run("fit", "--config", os.path.join(ROOT, "configs", "no_such_recipe.yaml"))
+    assert r.returncode != 0 and "no_such_recipe.yaml" in r.stderr
+    r = _run("info", "resnet05")
+    assert r.returncode == 2
+    assert "unknown model name 'resnet05'" in r.stderr and "resnet50" in r.stderr
+
+
+def test_help_names_the_program_and_every_command():
+    r = _run("--help")
+    assert r.returncode == 0
+    assert r.stdout.startswith("usage: zoo ")
+    for command in ("fit", "validate", "test", "predict", "list", "info"):
+        assert f"    {command} " in r.stdout, command
+
+
+# ------------------------------------------------------------------------------- a whole run
 
 
 def test_fit_then_validate_test_predict_from_checkpoint(tmp_path):
-    cfg = os.path.join(ROOT, "configs", "resnet18_digits.yaml")
-    common = ["--config", cfg, f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false"]
-    fit = ZooCLI(["fit", *common, "--trainer.max_epochs=1", "--trainer.limit_train_batches=3",
+    common = ["--config", RECIPES["classification"], f"--trainer.default_root_dir={tmp_path}",
+              "--trainer.enable_progress_bar=false"]
+    fit = ZooCLI(["fit", *common, "--trainer.max_epochs=2", "--trainer.limit_train_batches=10",
                   "--trainer.limit_val_batches=1"])
     ckpt = fit.trainer.checkpoint_callback.best_model_path
     assert os.path.isfile(ckpt)
-    # the datamodule took the model's arch, hence its spec's mean/std
-    assert fit.datamodule.hparams.arch == "resnet18" and fit.datamodule.mean == zoo.get_spec("resnet18").mean
+    log_dir = fit.trainer.log_dir
+    assert glob.glob(os.path.join(log_dir, "events.out.tfevents.*")), "fit logs to TensorBoard"
+    assert os.path.isfile(os.path.join(log_dir, "curves.png"))
+    summary = next(c for c in fit.trainer.callbacks if isinstance(c, zoo.callbacks.EpochSummary))
+    assert [r["epoch"] for r in summary.history] == [1, 2] and "val/acc1" in summary.history[-1]
 
     val = ZooCLI(["validate", *common, f"--ckpt_path={ckpt}"])
     test = ZooCLI(["test", *common, f"--ckpt_path={ckpt}"])
@@ -70,48 +157,20 @@ def test_fit_then_validate_test_predict_from_checkpoint(tmp_path):
     assert float(val.trainer.callback_metrics["val/acc1"]) == pytest.approx(correct / n, abs=1e-6)
     assert float(test.trainer.callback_metrics["test/acc1"]) == pytest.approx(correct / n, abs=1e-6)
 
+    # predict: the CLI adds the classifier's writer, which writes predictions.csv (top-5)
     assert main(["predict", *common, f"--ckpt_path={ckpt}"]) == 0
-    pred = ZooCLI([*common, "--model.topk=2"], run=False)
-    batches = pred.trainer.predict(pred.model, datamodule=pred.datamodule, ckpt_path=ckpt)
-    labels = torch.cat([b["labels"] for b in batches])
-    assert labels.shape == (n, 2)
+    with open(tmp_path / "predict" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == n and list(rows[0]) == ["index", "file"] + [f"{c}_{i}" for i in range(1, 6)
+                                                                      for c in ("class", "prob")]
     with torch.no_grad():
-        want = torch.cat([module(x).argmax(1) for x, _ in dm.val_dataloader()])
-    assert torch.equal(labels[:, 0], want)
-
-
-def test_list_command():
-    r = _run("list")
-    assert r.returncode == 0, r.stderr
-    for name in zoo.list_models():
-        assert name in r.stdout
-    assert "25,557,032" in r.stdout  # resnet50 row
-    r = _run("list", "--task", "detection")
-    assert r.returncode == 0 and "resnet50" not in r.stdout
-
-
-def test_info_command_resnet50():
-    r = _run("info", "resnet50")
-    assert r.returncode == 0, r.stderr
-    ref = torchvision.models.resnet50(weights=None)
-    assert f"params:     {n_params(ref):,}" in r.stdout  # 25,557,032
-    macs = count_macs_with_hooks(ref, torch.randn(1, 3, 224, 224))
-    assert f"{macs / 1e9:.2f} GMACs" in r.stdout  # 4.09
-    assert "torchvision:resnet50" in r.stdout
-
-
-def test_info_unknown_model_is_a_clear_error():
-    r = _run("info", "resnet05")
-    assert r.returncode == 2
-    assert "unknown model name 'resnet05'" in r.stderr and "resnet50" in r.stderr
-
-
-def test_docs_models_table_is_current():
-    with open(os.path.join(ROOT, "docs", "MODELS.md")) as f:
-        doc = f.read()
-    r = _run("list", "--markdown")
-    assert r.returncode == 0
-    assert r.stdout.strip() in doc, "docs/MODELS.md is stale: run `make docs`"
+        probs = torch.cat([module(x).softmax(1) for x, _ in dm.val_dataloader()])
+    top = probs.topk(5, 1)
+    for i, (row, idx, p) in enumerate(zip(rows, top.indices.tolist(), top.values.tolist())):
+        assert int(row["index"]) == i and row["class_1"] == str(idx[0])
+        assert [float(row[f"prob_{k}"]) for k in range(1, 6)] == pytest.approx(p, abs=1e-5)
+        if all(a > b for a, b in zip(p, p[1:])):  # no ties: the whole ranking is determined
+            assert [row[f"class_{k}"] for k in range(1, 6)] == [str(j) for j in idx]
 
 
 def test_detection_fit_then_predict_writes_pngs_and_json(tmp_path):
@@ -119,12 +178,10 @@ def test_detection_fit_then_predict_writes_pngs_and_json(tmp_path):
     folder of images, which writes one PNG per image and detections.json."""
     from PIL import Image
 
-    cfg = os.path.join(ROOT, "configs", "yolov3_insects.yaml")
-    common = ["--config", cfg, f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false",
-              "--data.img_size=64", "--data.multiscale=null", "--trainer.precision=32",
-              f"--data.data_dir={tmp_path / 'data'}", "--data.synthetic={n_train: 4, n_val: 2, size: 96, seed: 1}"]
+    common = ["--config", RECIPES["detection"], "--config", os.path.join(ROOT, "configs", "detection", "yolov3.yaml"),
+              f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false",
+              *tiny_detection(tmp_path)]
     fit = ZooCLI(["fit", *common, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1"])
-    # the detector took the datamodule's class names and input size
     assert fit.model.classes == list(fit.datamodule.classes) and fit.model.hparams.img_size == 64
     assert "val/mAP50" in fit.trainer.callback_metrics
     ckpt = fit.trainer.checkpoint_callback.best_model_path
@@ -142,7 +199,7 @@ def test_detection_fit_then_predict_writes_pngs_and_json(tmp_path):
     pics.mkdir()
     Image.new("RGB", (100, 60), (210, 200, 180)).save(pics / "a.jpeg")
     Image.new("RGB", (50, 80), (120, 130, 140)).save(pics / "b.png")
-    out = tmp_path / "predict"  # the config's DetectionWriter writes under trainer.default_root_dir
+    out = tmp_path / "predict"  # the CLI's DetectionWriter writes under trainer.default_root_dir
     assert main(["predict", *common, f"--ckpt_path={ckpt}", f"--data.predict_dir={pics}"]) == 0
     data = json.loads((out / "detections.json").read_text())
     assert sorted(os.path.basename(r["image"]) for r in data["images"]) == ["a.jpeg", "b.png"]
@@ -153,3 +210,47 @@ def test_detection_fit_then_predict_writes_pngs_and_json(tmp_path):
         for d in r["detections"]:
             x1, y1, x2, y2 = d["box"]
             assert 0 <= x1 <= x2 <= w and 0 <= y1 <= y2 <= h and 0 <= d["score"] <= 1
+
+
+# ------------------------------------------------------------------------------- list / info
+
+
+def test_list_imports_neither_torch_nor_lightning():
+    """`zoo list` reads the cached table: no torch import, no model built (what makes it fast)."""
+    code = ("import sys; from zoo.cli import main; rc = main(['list']); "
+            "assert rc == 0; assert 'torch' not in sys.modules and 'pytorch_lightning' not in sys.modules, "
+            "sorted(m for m in sys.modules if m.startswith(('torch', 'pytorch_lightning')))[:5]")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for name in zoo.list_models():
+        assert name in r.stdout
+
+
+def test_list_command():
+    r = _run("list")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["name", "task", "family", "params", "reference"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert sorted(rows) == zoo.list_models()
+    assert rows["resnet50"][3] == f"{n_params(torchvision.models.resnet50()):,}"  # 25,557,032
+    r = _run("list", "--task", "detection")
+    assert r.returncode == 0 and "resnet50" not in r.stdout and "yolov3_se" in r.stdout
+
+
+def test_info_command_resnet50():
+    r = _run("info", "resnet50")
+    assert r.returncode == 0, r.stderr
+    ref = torchvision.models.resnet50(weights=None)
+    assert f"params:     {n_params(ref):,}" in r.stdout  # 25,557,032
+    macs = count_macs_with_hooks(ref, torch.randn(1, 3, 224, 224))
+    assert f"{macs / 1e9:.2f} GMACs" in r.stdout  # 4.09
+    assert "torchvision:resnet50" in r.stdout
+
+
+def test_docs_models_table_is_current():
+    with open(os.path.join(ROOT, "docs", "MODELS.md")) as f:
+        doc = f.read()
+    r = _run("list", "--markdown")
+    assert r.returncode == 0
+    assert r.stdout.strip() in doc, "docs/MODELS.md is stale: run `make docs`"

@@ -1,0 +1,85 @@
+"""The Lightning side of ``python -m zoo``: :class:`ZooCLI`, a LightningCLI for the zoo's tasks
+and datamodules (kept apart from :mod:`zoo.cli` so that ``zoo list`` / ``zoo info`` never import
+Lightning)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import BasePredictionWriter
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+from .callbacks import EpochSummary
+
+DESCRIPTION = ("zoo: train and run registered models (Lightning CLI). Also: `zoo list` (the registered "
+               "models) and `zoo info NAME` (one model's spec, parameters and MACs).")
+
+
+class ZooCLI(LightningCLI):
+    """LightningCLI for the zoo's tasks (``zoo.tasks.*``) and datamodules (``zoo.data.*``).
+
+    Arguments shared by model and data are linked, not copied by hand:
+
+    * the model's ``arch`` becomes the datamodule's ``arch`` (so a classification datamodule
+      normalises with that model's mean/std);
+    * the datamodule's ``classes`` (known when it is built) become the model's ``classes``
+      (and so its number of classes), and a detection datamodule's ``img_size`` the detector's.
+
+    A link whose target a class does not have is skipped. ``fit`` adds
+    :class:`zoo.callbacks.EpochSummary` (one line per epoch, ``curves.png``); ``predict`` adds
+    the task's prediction writer (``LightningModule.prediction_writer()``) unless the config
+    names one.
+    """
+
+    def __init__(self, args: Sequence[str] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("parser_kwargs", {"prog": "zoo", "description": DESCRIPTION})
+        super().__init__(
+            pl.LightningModule,
+            pl.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=list(args) if args is not None else None,
+            **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("model.init_args.arch", "data.init_args.arch")
+        parser.link_arguments("data.init_args.img_size", "model.init_args.img_size")
+        parser.link_arguments("data.classes", "model.init_args.classes", apply_on="instantiate")
+
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        """Lightning's subcommands, plus ``list`` and ``info`` so that ``--help`` shows them
+        (``zoo.cli.main`` runs those two before Lightning is involved)."""
+        from .cli import EXTRA_COMMANDS
+
+        super()._add_subcommands(parser, **kwargs)
+        subcommands = parser._subcommands_action
+        for name, help_text in EXTRA_COMMANDS.items():
+            subcommands.add_subcommand(name, LightningArgumentParser(description=help_text), help=help_text)
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if self.subcommand == "fit" and not any(isinstance(c, EpochSummary) for c in trainer.callbacks):
+            trainer.callbacks.append(EpochSummary())
+        if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in trainer.callbacks):
+            writer = getattr(self.model, "prediction_writer", lambda: None)()
+            if writer is not None:
+                trainer.callbacks.append(writer)
+        return trainer
+
+    def after_fit(self) -> None:
+        """Say where the run ended: the final logged metrics and the checkpoint written."""
+        trainer = self.trainer
+        if trainer.fast_dev_run or not trainer.is_global_zero:
+            return
+        metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if "/" in k}
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        cb = trainer.checkpoint_callback
+        print(f"zoo fit: done after {trainer.current_epoch} epoch(s): {shown}")
+        if cb is not None and cb.monitor and cb.best_model_score is not None:
+            print(f"zoo fit: best {cb.monitor}={float(cb.best_model_score):.4f}")
+        if cb is not None and cb.best_model_path:
+            print(f"zoo fit: checkpoint {cb.best_model_path}")
+        summary = next((c for c in trainer.callbacks if isinstance(c, EpochSummary)), None)
+        if summary is not None and summary.plot_path:
+            print(f"zoo fit: curves {summary.plot_path}")
