@@ -4,14 +4,14 @@ from __future__ import annotations
 import os
 from typing import Callable, Sequence
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
 from ..registry import IMAGENET_MEAN, IMAGENET_STD, get_spec
+from .base import SplitDataModule
 from .images import is_image_file, list_images, read_image
 
 
@@ -84,32 +84,7 @@ def _folder(root: str, arg: str, transform: Callable) -> datasets.ImageFolder:
         raise ValueError(f"{arg}: {root!r} is not an ImageFolder tree (one sub-folder per class): {err}") from err
 
 
-class _SplitDataModule(pl.LightningDataModule):
-    """Loaders over ``train_set`` / ``val_set`` / ``test_set`` / ``predict_set`` made in ``setup``."""
-
-    def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            ds,
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_set, False)
-
-
-class ImageFolderDataModule(_SplitDataModule):
+class ImageFolderDataModule(SplitDataModule):
     """An ImageFolder tree (``root/<class>/<image>``) as train/val(/predict) loaders.
 
     Either ``train_dir`` and ``val_dir``, or ``train_dir`` alone and a deterministic
@@ -196,7 +171,7 @@ class _Transformed(Dataset):
         return self.transform(x), y
 
 
-class DigitsDataModule(_SplitDataModule):
+class DigitsDataModule(SplitDataModule):
     """The embedded default: scikit-learn's digits, upscaled to ``image_size``.
 
     1,797 images of 10 classes, split deterministically (``seed``) into train and

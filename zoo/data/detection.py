@@ -28,17 +28,17 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from ..ops.boxes import shape_iou
+from .base import SplitDataModule
 from .images import IMAGE_SUFFIXES, list_images, open_image
 from .synthetic_insects import GENERATOR_VERSION, INSECT_CLASSES, synthetic_insects
 
@@ -561,7 +561,7 @@ def ensure_synthetic(data_dir: str | os.PathLike, synthetic: dict | None = None)
     return root
 
 
-class DetectionDataModule(pl.LightningDataModule):
+class DetectionDataModule(SplitDataModule):
     """VOC detection data (AI识虫 insects layout) as train / val / test / predict loaders.
 
     ``root`` holds ``{train,val[,test]}/annotations/xmls/*.xml`` + ``.../images/*.jpeg``;
@@ -578,6 +578,8 @@ class DetectionDataModule(pl.LightningDataModule):
     ``(images, targets, metas)``, see the module docstring. The CLI passes ``classes``
     and ``img_size`` on to the detector.
     """
+
+    collate_fn = staticmethod(detection_collate)
 
     def __init__(
         self,
@@ -610,7 +612,6 @@ class DetectionDataModule(pl.LightningDataModule):
             synthetic_root(data_dir, synthetic)  # validates the kwargs now
         self.save_hyperparameters()
         self.classes: list[str] = list(classes)
-        self.train_set = self.val_set = self.test_set = self.predict_set = None
 
     @property
     def num_classes(self) -> int:
@@ -653,22 +654,5 @@ class DetectionDataModule(pl.LightningDataModule):
         if stage in (None, "predict") and self.predict_set is None:
             self.predict_set = DetectionImages(hp.predict_dir, evaluate) if hp.predict_dir is not None else val()
 
-    def _loader(self, ds: Dataset | None, shuffle: bool, collate: Callable = detection_collate) -> DataLoader:
-        if ds is None:
-            raise RuntimeError("DetectionDataModule: call setup() for this stage first")
-        return DataLoader(ds, batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          num_workers=self.hparams.num_workers, collate_fn=collate,
-                          persistent_workers=self.hparams.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        collate = MultiScaleCollate(self.sizes) if self.sizes else detection_collate
-        return self._loader(self.train_set, True, collate)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_set, False)
+    def train_collate(self) -> Callable:
+        return MultiScaleCollate(self.sizes) if self.sizes else detection_collate

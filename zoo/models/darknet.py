@@ -13,7 +13,7 @@ The backbone of YOLOv3, as in darknet's ``cfg/darknet53.cfg`` / ``cfg/yolov3.cfg
 ``darknet53`` is the ImageNet classifier: body + global average pool + a linear
 layer (darknet's final 1x1 ``[convolutional]`` of 1000 filters with a bias), 41,609,928
 parameters -- the same count as ``timm.create_model("darknet53")``, whose state dict
-loads through the ``timm`` converter in :mod:`zoo.weights`. Note that timm builds
+loads through :func:`convert_from_timm` (below, given to the registry). Note that timm builds
 its darknet53 with ``LeakyReLU(0.01)`` (torch's default slope) where darknet uses
 0.1: build with ``negative_slope=0.01`` to reproduce timm's outputs.
 
@@ -140,10 +140,7 @@ class Darknet53(ClassifierBackbone, nn.Module):
         out_indices: Sequence[int] = (3, 4, 5),
     ) -> None:
         super().__init__()
-        if in_chans < 1:
-            raise ValueError(f"in_chans: expected >= 1, got {in_chans}")
-        self.in_chans = in_chans
-        self.drop_rate = drop_rate
+        self._init_backbone(in_chans, drop_rate)
 
         self.stem = ConvBNAct(in_chans, 32, 3, negative_slope=negative_slope)
         info = [dict(num_chs=32, reduction=1, module="stem")]

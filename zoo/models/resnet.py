@@ -142,10 +142,7 @@ class ResNet(ClassifierBackbone, nn.Module):
         out_indices: Sequence[int] = (1, 2, 3, 4),
     ) -> None:
         super().__init__()
-        if in_chans < 1:
-            raise ValueError(f"in_chans: expected >= 1, got {in_chans}")
-        self.in_chans = in_chans
-        self.drop_rate = drop_rate
+        self._init_backbone(in_chans, drop_rate)
 
         self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)

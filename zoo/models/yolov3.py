@@ -51,7 +51,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..nn import check_image_batch
+from ..nn import check_image_batch, check_in_chans
 from ..registry import register_model
 from .darknet import LEAKY_SLOPE, ConvBNAct, Darknet53
 
@@ -66,8 +66,8 @@ COCO_ANCHORS: tuple[tuple[tuple[int, int], ...], ...] = (
 )
 
 #: yolov3-tiny.cfg anchors, by increasing stride: stride 16 gets anchors 0, 1, 2 and stride 32
-#: anchors 3, 4, 5. (The official cfg has ``mask = 1,2,3`` on stride 16: 10,14 is then never used
-#: and 81,82 serves both scales. We use 0, 1, 2, so that each anchor belongs to one scale.)
+#: anchors 3, 4, 5 (``mask = 0,1,2`` and ``mask = 3,4,5``, as darknet's cfg has had since August
+#: 2018; a May 2018 version of the cfg had ``mask = 1,2,3`` on stride 16).
 TINY_COCO_ANCHORS: tuple[tuple[tuple[int, int], ...], ...] = (
     ((10, 14), (23, 27), (37, 58)),
     ((81, 82), (135, 169), (344, 319)),
@@ -145,10 +145,8 @@ class _YOLOBase(nn.Module):
     def _setup(self, num_classes: int, in_chans: int, anchors: AnchorSpec, strides: tuple[int, ...]) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes: expected a positive int, got {num_classes!r}")
-        if in_chans < 1:
-            raise ValueError(f"in_chans: expected >= 1, got {in_chans}")
         self.num_classes = num_classes
-        self.in_chans = in_chans
+        self.in_chans = check_in_chans(in_chans)
         self.strides = strides
         anchor_t = _anchor_tensor(anchors, len(strides))
         self.num_anchors = int(anchor_t.shape[1])

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .checks import check_image_batch
+from .checks import check_image_batch, check_in_chans
 
 
 class ClassifierBackbone:
@@ -15,9 +15,9 @@ class ClassifierBackbone:
     average pooling, dropout and a linear classifier -- ``forward``, ``forward_features``,
     ``forward_head``, ``reset_classifier`` and ``feature_info`` as timm names them.
 
-    A family defines :meth:`feature_stages` (index 0 the stem, then one entry per stage),
-    calls :meth:`_setup_features` with one ``dict(num_chs, reduction, module)`` per entry and
-    :meth:`_build_head`, and sets ``in_chans`` and ``drop_rate``.
+    A family calls :meth:`_init_backbone` first, defines :meth:`feature_stages` (index 0 the
+    stem, then one entry per stage), then calls :meth:`_setup_features` with one
+    ``dict(num_chs, reduction, module)`` per entry and :meth:`_build_head`.
 
     Built with ``features_only=True`` the net has no classifier and ``forward(x)`` returns the
     maps at ``out_indices`` (by increasing stride); ``feature_info`` then lists their channels
@@ -38,6 +38,11 @@ class ClassifierBackbone:
     def feature_stages(self) -> Sequence[Callable[[torch.Tensor], torch.Tensor]]:  # pragma: no cover
         """The stem (index 0), then each stage, as callables run in order."""
         raise NotImplementedError
+
+    def _init_backbone(self, in_chans: int, drop_rate: float) -> None:
+        """Check and set ``in_chans`` and ``drop_rate`` (dropout before the classifier)."""
+        self.in_chans = check_in_chans(in_chans)
+        self.drop_rate = float(drop_rate)
 
     def _setup_features(self, info: Sequence[dict], features_only: bool, out_indices: Sequence[int]) -> None:
         """Check ``out_indices`` against the ``len(info)`` feature levels and set ``features_only``,

@@ -17,3 +17,10 @@ def check_image_batch(x: torch.Tensor, in_chans: int, arg: str = "x") -> None:
         )
     if not x.is_floating_point():
         raise ValueError(f"{arg}: expected a floating-point tensor, got {x.dtype}")
+
+
+def check_in_chans(in_chans: int) -> int:
+    """``in_chans`` as given; ``ValueError`` unless it is a positive int."""
+    if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
+        raise ValueError(f"in_chans: expected a positive int, got {in_chans!r}")
+    return in_chans

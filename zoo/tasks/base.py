@@ -8,6 +8,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from ..optim import OPTIMIZERS, make_optimizer
+from ..registry import ModelSpec, create_net, get_spec
 
 
 class Task(pl.LightningModule):
@@ -21,11 +22,43 @@ class Task(pl.LightningModule):
     """
 
     net: torch.nn.Module
+    num_classes: int
+    classes: list[str]
+
+    @staticmethod
+    def check_arch(arch: str, task: str) -> ModelSpec:
+        """The spec of ``arch``; ``ValueError`` unless it is a ``task`` model."""
+        spec = get_spec(arch)
+        if spec.task != task:
+            raise ValueError(f"arch: {arch!r} is a {spec.task} model, not a {task} model")
+        return spec
 
     @staticmethod
     def check_optimizer(name: str) -> None:
         if name not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {name!r}")
+
+    @staticmethod
+    def class_names(num_classes: int | None, classes: list[str] | None) -> tuple[int | None, list[str] | None]:
+        """``(num_classes, classes)`` with the names as strings and the count taken from them;
+        ``ValueError`` when both are given and disagree."""
+        if classes is None:
+            return num_classes, None
+        classes = [str(c) for c in classes]
+        if num_classes is not None and num_classes != len(classes):
+            raise ValueError(f"num_classes: {num_classes} does not match the {len(classes)} names in classes")
+        return len(classes), classes
+
+    def build_net(self, arch: str, num_classes: int | None, classes: list[str] | None,
+                  net_kwargs: dict | None, **overrides) -> None:
+        """``self.net = zoo.create_net(arch, ...)`` with ``net_kwargs``, ``num_classes`` and the
+        ``overrides`` that are not None; sets ``num_classes`` and ``classes`` (names, or the
+        indices as strings)."""
+        kwargs = dict(net_kwargs or {})
+        kwargs.update({k: v for k, v in {"num_classes": num_classes, **overrides}.items() if v is not None})
+        self.net = create_net(arch, **kwargs)
+        self.num_classes = int(self.net.num_classes)
+        self.classes = classes or [str(i) for i in range(self.num_classes)]
 
     def total_steps(self) -> int | None:
         """Optimizer steps of the whole run (``Trainer.estimated_stepping_batches``), or None when

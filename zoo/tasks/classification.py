@@ -9,7 +9,6 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from ..callbacks import ClassificationWriter
 from ..optim import WarmupCosineLR
-from ..registry import create_net, get_spec
 from .base import Task
 
 
@@ -50,28 +49,15 @@ class Classifier(Task):
         net_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        spec = get_spec(arch)
-        if spec.task != "classification":
-            raise ValueError(f"arch: {arch!r} is a {spec.task} model, not a classification model")
+        self.check_arch(arch, "classification")
         self.check_optimizer(optimizer)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing: expected a value in [0, 1), got {label_smoothing}")
-        if classes is not None:
-            classes = [str(c) for c in classes]
-            if num_classes is not None and num_classes != len(classes):
-                raise ValueError(f"num_classes: {num_classes} does not match the {len(classes)} names in classes")
-            num_classes = len(classes)
+        num_classes, classes = self.class_names(num_classes, classes)
         self.save_hyperparameters()
-        overrides = dict(net_kwargs or {})
-        if num_classes is not None:
-            overrides["num_classes"] = num_classes
-        if in_chans is not None:
-            overrides["in_chans"] = in_chans
-        self.net = create_net(arch, **overrides)
-        self.num_classes = int(self.net.num_classes)
+        self.build_net(arch, num_classes, classes, net_kwargs, in_chans=in_chans)
         if self.num_classes < 2:
             raise ValueError(f"num_classes: a classifier needs at least 2 classes, got {self.num_classes}")
-        self.classes = classes or [str(i) for i in range(self.num_classes)]
         k5 = min(5, self.num_classes)
         self.metrics = torch.nn.ModuleDict(
             {

@@ -24,7 +24,6 @@ from ..callbacks import DetectionWriter
 from ..data.detection import to_original
 from ..losses import YOLOLoss
 from ..optim import WarmupExponentialLR
-from ..registry import create_net, get_spec
 from .base import Task
 
 
@@ -89,9 +88,7 @@ class Detector(Task):
         net_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        spec = get_spec(arch)
-        if spec.task != "detection":
-            raise ValueError(f"arch: {arch!r} is a {spec.task} model, not a detection model")
+        spec = self.check_arch(arch, "detection")
         self.check_optimizer(optimizer)
         for name, value in (("conf_threshold", conf_threshold), ("iou_threshold", iou_threshold),
                             ("eval_conf_threshold", eval_conf_threshold),
@@ -102,20 +99,10 @@ class Detector(Task):
             img_size = int(spec.input_size[1])
         if not isinstance(img_size, int) or img_size <= 0 or img_size % 32:
             raise ValueError(f"img_size: expected a positive multiple of 32, got {img_size!r}")
-        if classes is not None:
-            classes = [str(c) for c in classes]
-            if num_classes is not None and num_classes != len(classes):
-                raise ValueError(f"num_classes: {num_classes} does not match the {len(classes)} names in classes")
-            num_classes = len(classes)
+        num_classes, classes = self.class_names(num_classes, classes)
         self.save_hyperparameters()
-        overrides = dict(net_kwargs or {})
-        if num_classes is not None:
-            overrides["num_classes"] = num_classes
-        if anchors is not None:  # (the net checks them: zoo.models.yolov3.parse_anchors)
-            overrides["anchors"] = anchors
-        self.net = create_net(arch, **overrides)
-        self.num_classes = int(self.net.num_classes)
-        self.classes = classes or [str(i) for i in range(self.num_classes)]
+        # (the net checks the anchors: zoo.models.yolov3.parse_anchors)
+        self.build_net(arch, num_classes, classes, net_kwargs, anchors=anchors)
         self.strides = tuple(int(s) for s in self.net.strides)
         self.criterion = YOLOLoss(self.num_classes, box_loss, ignore_thresh, lambda_box, lambda_obj, lambda_cls)
         self.example_input_array = torch.zeros(1, 3, img_size, img_size)
