@@ -16,8 +16,11 @@
 //
 // yolo_decode(pred[B, A*(5+C), H, W], anchors[A,2] fp32 px, stride) -> [B, A*H*W, 5+C]
 //   Row a*H*W + y*W + x of image b: cx = (sigmoid(tx) + x) * stride,
-//   cy = (sigmoid(ty) + y) * stride, w = exp(tw) * anchor_w, h = exp(th) * anchor_h,
-//   then sigmoid(objectness) and sigmoid of each class logit. Output dtype = pred's.
+//   cy = (sigmoid(ty) + y) * stride, w = exp(min(tw, 10)) * anchor_w,
+//   h = exp(min(th, 10)) * anchor_h, then sigmoid(objectness) and sigmoid of each class
+//   logit; computed in fp32, output dtype = pred's. The cap of 10 on the size logits
+//   (kWhLogitMax in csrc/yolo_decode.h, WH_LOGIT_MAX in zoo/ops/boxes.py) is part of the
+//   contract: a diverging logit gives a finite box (exp(10) * anchor), a NaN stays NaN.
 //
 // yolo_postprocess(preds[S], anchors[S], strides[S], conf_threshold, iou_threshold,
 //                  max_det, max_nms, multi_label)

@@ -19,13 +19,14 @@
 #include <numeric>
 #include <vector>
 
+#include "../yolo_decode.h"
 #include "nms_cpu.h"
 
 namespace zoo {
 namespace cpu {
 namespace {
 
-inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
+using yolo::sigmoid;
 
 constexpr int64_t kCellTile = 64;
 
@@ -39,10 +40,10 @@ void decode_image_tiles(const scalar_t* in, scalar_t* out, const float* anchors,
   for (int64_t cell = c0; cell < c1; ++cell) {
     const float gx = static_cast<float>(cell % W), gy = static_cast<float>(cell / W);
     scalar_t* row = dst + cell * K;
-    row[0] = static_cast<scalar_t>((sigmoid(static_cast<float>(src[cell])) + gx) * stride);
-    row[1] = static_cast<scalar_t>((sigmoid(static_cast<float>(src[HW + cell])) + gy) * stride);
-    row[2] = static_cast<scalar_t>(std::exp(static_cast<float>(src[2 * HW + cell])) * aw);
-    row[3] = static_cast<scalar_t>(std::exp(static_cast<float>(src[3 * HW + cell])) * ah);
+    row[0] = static_cast<scalar_t>(yolo::decode_xy(static_cast<float>(src[cell]), gx, stride));
+    row[1] = static_cast<scalar_t>(yolo::decode_xy(static_cast<float>(src[HW + cell]), gy, stride));
+    row[2] = static_cast<scalar_t>(yolo::decode_wh(static_cast<float>(src[2 * HW + cell]), aw));
+    row[3] = static_cast<scalar_t>(yolo::decode_wh(static_cast<float>(src[3 * HW + cell]), ah));
   }
   for (int64_t k = 4; k < K; ++k) {
     const scalar_t* plane = src + k * HW;
@@ -118,11 +119,12 @@ void scan_scale(const ScaleView& v, int64_t b, int64_t K, float conf, bool multi
         has_nan |= std::isnan(cls[c]);
       }
       const float gx = static_cast<float>(cell % v.W), gy = static_cast<float>(cell / v.W);
-      const float cx = (sigmoid(static_cast<float>(src[cell])) + gx) * v.stride;
-      const float cy = (sigmoid(static_cast<float>(src[HW + cell])) + gy) * v.stride;
-      const float hw = std::exp(static_cast<float>(src[2 * HW + cell])) * v.anchors[2 * a] * 0.5f;
-      const float hh = std::exp(static_cast<float>(src[3 * HW + cell])) * v.anchors[2 * a + 1] * 0.5f;
-      const float x1 = cx - hw, y1 = cy - hh, x2 = cx + hw, y2 = cy + hh;
+      float box[4];
+      yolo::cxcywh_to_xyxy(yolo::decode_xy(static_cast<float>(src[cell]), gx, v.stride),
+                           yolo::decode_xy(static_cast<float>(src[HW + cell]), gy, v.stride),
+                           yolo::decode_wh(static_cast<float>(src[2 * HW + cell]), v.anchors[2 * a]),
+                           yolo::decode_wh(static_cast<float>(src[3 * HW + cell]), v.anchors[2 * a + 1]), box);
+      const float x1 = box[0], y1 = box[1], x2 = box[2], y2 = box[3];
       if (multi_label) {
         for (int64_t c = 0; c < C; ++c) {
           if (cls[c] > conf) cands.push_back({x1, y1, x2, y2, cls[c], c});

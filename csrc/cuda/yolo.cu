@@ -31,6 +31,8 @@
 #include <tuple>
 #include <vector>
 
+#include "../common.h"
+#include "../yolo_decode.h"
 #include "nms_cuda.h"
 
 namespace zoo {
@@ -43,29 +45,23 @@ constexpr int kTileP = 32;          // decode tile: grid cells ...
 constexpr int kTileK = 32;          // ... x channels
 constexpr int kTileRows = 8;        // decode block: kTileP x kTileRows threads
 constexpr int64_t kMaxBlocks = 1 << 20;  // 1-D kernels use grid-stride loops beyond this
-constexpr int64_t kMaxGridY = 65535;
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// sigmoid as torch computes it in fp32: 1 / (1 + exp(-x)), with the accurate expf (this
-// file is built without fast math) and IEEE add/div.
-__device__ __forceinline__ float sigmoid_f(float x) { return __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-x))); }
+using yolo::sigmoid;
 
 template <typename scalar_t>
 __device__ __forceinline__ float load_f(const scalar_t* p) {
   return static_cast<float>(*p);
 }
 
-// Channel k of a decoded cell at grid (gx, gy): centre and size in pixels, then sigmoid
-// of the objectness and class logits. The same fp32 operations, in the same order, as
-// the reference; the _rn intrinsics keep nvcc from fusing them.
+// Channel k of a decoded cell at grid (gx, gy): centre and size in pixels (yolo_decode.h),
+// then sigmoid of the objectness and class logits.
 __device__ __forceinline__ float decode_channel(int64_t k, float v, float gx, float gy, float aw, float ah,
                                                 float stride) {
-  if (k == 0) return __fmul_rn(__fadd_rn(sigmoid_f(v), gx), stride);
-  if (k == 1) return __fmul_rn(__fadd_rn(sigmoid_f(v), gy), stride);
-  if (k == 2) return __fmul_rn(expf(v), aw);
-  if (k == 3) return __fmul_rn(expf(v), ah);
-  return sigmoid_f(v);
+  if (k == 0) return yolo::decode_xy(v, gx, stride);
+  if (k == 1) return yolo::decode_xy(v, gy, stride);
+  if (k == 2) return yolo::decode_wh(v, aw);
+  if (k == 3) return yolo::decode_wh(v, ah);
+  return sigmoid(v);
 }
 
 // grid (B*A*p_tiles, ceil(K/kTileK)), block (kTileP, kTileRows).
@@ -114,7 +110,7 @@ __device__ __forceinline__ bool best_class(const scalar_t* cls, int64_t HW, int6
   best = 0.f;
   label = 0;
   for (int64_t c = 0; c < C; ++c) {
-    const float s = __fmul_rn(obj, sigmoid_f(load_f(cls + c * HW)));
+    const float s = obj * sigmoid(load_f(cls + c * HW));
     if (c == 0 || s > best) {
       best = s;
       label = c;
@@ -137,12 +133,12 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t b = ba / A;
     const scalar_t* cell = pred + ba * (5 + C) * HW + p;  // channel k at cell[k * HW]
     int32_t n = 0;
-    const float obj = sigmoid_f(load_f(cell + 4 * HW));
+    const float obj = sigmoid(load_f(cell + 4 * HW));
     if (obj > conf) {  // otherwise no class can pass: obj * cls <= obj
       const scalar_t* cls = cell + 5 * HW;
       if (kMulti) {
         for (int64_t c = 0; c < C; ++c) {
-          if (__fmul_rn(obj, sigmoid_f(load_f(cls + c * HW))) > conf) ++n;
+          if (obj * sigmoid(load_f(cls + c * HW)) > conf) ++n;
         }
       } else {
         float best;
@@ -178,15 +174,12 @@ __global__ void __launch_bounds__(kThreads)
     const scalar_t* cell = pred + ba * (5 + C) * HW + p;
     const float gx = static_cast<float>(p % W);
     const float gy = static_cast<float>(p / W);
-    const float cx = __fmul_rn(__fadd_rn(sigmoid_f(load_f(cell)), gx), stride);
-    const float cy = __fmul_rn(__fadd_rn(sigmoid_f(load_f(cell + HW)), gy), stride);
-    const float w = __fmul_rn(expf(load_f(cell + 2 * HW)), anchors[2 * a]);
-    const float h = __fmul_rn(expf(load_f(cell + 3 * HW)), anchors[2 * a + 1]);
-    const float half_w = __fmul_rn(w, 0.5f);
-    const float half_h = __fmul_rn(h, 0.5f);
-    const float4 box = make_float4(__fsub_rn(cx, half_w), __fsub_rn(cy, half_h), __fadd_rn(cx, half_w),
-                                   __fadd_rn(cy, half_h));
-    const float obj = sigmoid_f(load_f(cell + 4 * HW));
+    float xyxy[4];
+    yolo::cxcywh_to_xyxy(yolo::decode_xy(load_f(cell), gx, stride), yolo::decode_xy(load_f(cell + HW), gy, stride),
+                         yolo::decode_wh(load_f(cell + 2 * HW), anchors[2 * a]),
+                         yolo::decode_wh(load_f(cell + 3 * HW), anchors[2 * a + 1]), xyxy);
+    const float4 box = make_float4(xyxy[0], xyxy[1], xyxy[2], xyxy[3]);
+    const float obj = sigmoid(load_f(cell + 4 * HW));
     const scalar_t* cls = cell + 5 * HW;
 
     // Sort key: image ascending, then score descending. Scores are > conf >= 0, and the
@@ -201,7 +194,7 @@ __global__ void __launch_bounds__(kThreads)
     if (kMulti) {
       int32_t left = n;  // the count kernel's decisions, recomputed identically
       for (int64_t c = 0; c < C && left > 0; ++c) {
-        const float s = __fmul_rn(obj, sigmoid_f(load_f(cls + c * HW)));
+        const float s = obj * sigmoid(load_f(cls + c * HW));
         if (s > conf) {
           emit(slot++, s, c);
           --left;

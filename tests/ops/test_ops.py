@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zoo.ops as ops
-from zoo.ops import _ext, reference
+from zoo.ops import _ext, boxes, reference
 from tests.ops.conftest import COCO_ANCHORS, STRIDES, clustered_boxes, uniform_boxes, yolo_maps, nms_adversarial_cases
 
 EXT = pytest.mark.skipif(not _ext.available(), reason="zoo._C not built")
@@ -196,6 +196,66 @@ def test_yolo_decode_closed_form():
                     want = [(0.5 + x) * 8, (0.5 + y) * 8, 2 * anchors[ai, 0].item(), 2 * anchors[ai, 1].item(),
                             0.5, 0.75, 0.5]
                     torch.testing.assert_close(row, torch.tensor(want), rtol=1e-6, atol=1e-6)
+
+
+# Extreme logits, one grid cell each (W = 6, H = 1): size logits far above the cap of
+# WH_LOGIT_MAX = 10, +inf, and very negative; centre logits at +-inf. Every value below
+# decodes exactly in fp32 (sigmoid(+-inf) = 1 / 0, sigmoid(0) = 0.5, exp(0) = 1, exp(-1e4) = 0).
+EXTREME_TX = [math.inf, -math.inf, 0.0, math.inf, -math.inf, 0.0]
+EXTREME_TY = [-math.inf, math.inf, math.inf, 0.0, 0.0, -math.inf]
+EXTREME_TW = [50.0, 1e4, math.inf, -1e4, -math.inf, 0.0]
+EXTREME_TH = [1e4, math.inf, 50.0, 0.0, -1e4, -math.inf]
+
+
+def _extreme_map():
+    """pred [1, 1*(5+6), 1, 6]: cell x has the logits above, objectness 2 + x (distinct
+    scores) and class x the only likely class, so class-aware NMS never compares two cells."""
+    w = len(EXTREME_TX)
+    pred = torch.full((1, 5 + w, 1, w), -20.0)
+    for k, row in enumerate((EXTREME_TX, EXTREME_TY, EXTREME_TW, EXTREME_TH)):
+        pred[0, k, 0] = torch.tensor(row)
+    pred[0, 4, 0] = torch.arange(w) + 2.0
+    for x in range(w):
+        pred[0, 5 + x, 0, x] = 20.0
+    return pred
+
+
+def test_yolo_decode_caps_extreme_size_logits():
+    pred, anchors, stride = _extreme_map(), torch.tensor([[12.0, 20.0]]), 8.0
+    t = pred[0, :4, 0].t()  # [W, 4] (tx, ty, tw, th) per cell
+    grid = boxes.cell_grid(1, t.shape[0])[0]  # [W, 2]
+    want = boxes.decode_boxes(t, grid, anchors[0], stride)
+    cap = torch.exp(torch.tensor(boxes.WH_LOGIT_MAX))
+    assert boxes.WH_LOGIT_MAX == 10.0
+    # closed form: capped sizes are exp(10) * anchor, the others exp(t) * anchor
+    assert torch.equal(want[:, 2], torch.tensor([cap * 12, cap * 12, cap * 12, 0.0, 0.0, 12.0]))
+    assert torch.equal(want[:, 3], torch.tensor([cap * 20, cap * 20, cap * 20, 20.0, 0.0, 0.0]))
+    assert torch.equal(want[:, 0], torch.tensor([8.0, 8.0, 20.0, 32.0, 32.0, 44.0]))
+    assert torch.equal(want[:, 1], torch.tensor([0.0, 8.0, 8.0, 4.0, 4.0, 0.0]))
+    impls = {"reference": reference.yolo_decode, "api": ops.yolo_decode}
+    if _ext.available():
+        impls["ext"] = torch.ops.zoo.yolo_decode
+    for name, decode in impls.items():
+        got = decode(pred, anchors, stride)[0, :, :4]
+        assert torch.isfinite(got).all(), name
+        assert torch.equal(got, want), name
+
+
+def test_yolo_postprocess_returns_the_capped_boxes():
+    pred, anchors, stride = _extreme_map(), torch.tensor([[12.0, 20.0]]), 8.0
+    t = pred[0, :4, 0].t()
+    want = boxes.cxcywh_to_xyxy(boxes.decode_boxes(t, boxes.cell_grid(1, t.shape[0])[0], anchors[0], stride))
+    impls = {"reference": reference.yolo_postprocess}
+    if _ext.available():
+        impls["ext"] = torch.ops.zoo.yolo_postprocess
+    for name, post in impls.items():
+        got_boxes, scores, labels, _ = post([pred], [anchors], [stride], 0.5, 0.45, 300, 30000, False)
+        # every cell passes; scores rise with the cell index, and label x is cell x
+        assert labels.tolist() == [5, 4, 3, 2, 1, 0], name
+        assert torch.isfinite(got_boxes).all(), name
+        assert torch.equal(got_boxes, want[labels]), name
+    dets = ops.yolo_postprocess([pred], anchors, [stride], conf_threshold=0.5)
+    assert torch.equal(dets[0]["boxes"], want[dets[0]["labels"]])
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 1e-2), (torch.bfloat16, 1e-2)])

@@ -10,6 +10,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from .boxes import cell_grid, cxcywh_to_xyxy, decode_boxes
+
 
 def float_threshold(threshold: float) -> float:
     """The largest fp32 value <= ``threshold``: for any fp32 IoU ``v``, ``v > float_threshold(t)``
@@ -82,22 +84,15 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
 
 def yolo_decode(pred: Tensor, anchors: Tensor, stride: float) -> Tensor:
     """``pred [B, A*(5+C), H, W]`` raw logits -> ``[B, A*H*W, 5+C]``: cx, cy, w, h in pixels
-    (darknet: ``(sigmoid(t_xy) + grid) * stride``, ``exp(t_wh) * anchor``), then sigmoid
-    objectness and class probabilities. Computed in fp32, returned in ``pred.dtype``."""
+    (:func:`zoo.ops.boxes.decode_boxes`: ``(sigmoid(t_xy) + grid) * stride``,
+    ``exp(min(t_wh, WH_LOGIT_MAX)) * anchor``), then sigmoid objectness and class
+    probabilities. Computed in fp32, returned in ``pred.dtype``."""
     bsz, ch, h, w = pred.shape
     a = anchors.shape[0]
     p = pred.float().view(bsz, a, ch // a, h, w).permute(0, 1, 3, 4, 2)  # [B, A, H, W, 5+C]
-    gy, gx = torch.meshgrid(
-        torch.arange(h, device=pred.device, dtype=torch.float32),
-        torch.arange(w, device=pred.device, dtype=torch.float32),
-        indexing="ij",
-    )
-    anc = anchors.float().view(1, a, 1, 1, 2)
-    cx = (torch.sigmoid(p[..., 0]) + gx) * stride
-    cy = (torch.sigmoid(p[..., 1]) + gy) * stride
-    wh = torch.exp(p[..., 2:4]) * anc
-    rest = torch.sigmoid(p[..., 4:])
-    out = torch.cat([cx[..., None], cy[..., None], wh, rest], dim=-1)
+    grid = cell_grid(h, w, device=pred.device, dtype=torch.float32)  # [H, W, 2]
+    xywh = decode_boxes(p[..., :4], grid, anchors.float().view(1, a, 1, 1, 2), stride)
+    out = torch.cat([xywh, torch.sigmoid(p[..., 4:])], dim=-1)
     return out.reshape(bsz, a * h * w, ch // a).to(pred.dtype)
 
 
@@ -108,8 +103,7 @@ def yolo_candidates(
     row order (and class order within a row when ``multi_label``)."""
     d = decoded.float()
     scores = d[:, 4:5] * d[:, 5:]
-    half = d[:, 2:4] * 0.5
-    xyxy = torch.cat([d[:, :2] - half, d[:, :2] + half], dim=1)
+    xyxy = cxcywh_to_xyxy(d[:, :4])
     if multi_label:
         rows, labels = torch.nonzero(scores > conf_threshold, as_tuple=True)
         return xyxy[rows], scores[rows, labels], labels
