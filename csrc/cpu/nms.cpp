@@ -67,12 +67,6 @@ void SortedBoxes::push(float bx1, float by1, float bx2, float by2) {
   area.push_back((bx2 - bx1) * (by2 - by1));
 }
 
-float float_threshold(double threshold) {
-  float t = static_cast<float>(threshold);
-  if (static_cast<double>(t) > threshold) t = std::nextafter(t, -std::numeric_limits<float>::infinity());
-  return t;
-}
-
 void greedy_nms(SortedBoxes& b, float thr, uint8_t* keep, bool parallel) {
   int64_t n = b.size();
   std::vector<int32_t> alive(n, 1);

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "../common.h"
+
 namespace zoo {
 namespace cpu {
 
@@ -18,10 +20,6 @@ struct SortedBoxes {
   void push(float bx1, float by1, float bx2, float by2);
   int64_t size() const { return static_cast<int64_t>(pos.size()); }
 };
-
-// The largest float t with (double)t <= threshold, so that for any float IoU v,
-// `v > t` is exactly `v > threshold` evaluated in double (as torchvision does).
-float float_threshold(double threshold);
 
 // Greedy NMS over `boxes` (consumed: compacted in place). Sets keep[pos] = 1 for
 // each kept box, leaves the others untouched. With `parallel`, the suppression of

@@ -32,6 +32,7 @@
 
 #include "vec.h"
 
+#include "../se_checks.h"
 #include "../se_grads.h"
 
 #if ZOO_HAVE_AVX512_PATHS
@@ -41,14 +42,6 @@
 namespace zoo {
 namespace cpu {
 namespace {
-
-enum class Gate { kSigmoid, kHardSigmoid };
-
-Gate parse_gate(const std::string& gate) {
-  if (gate == "sigmoid") return Gate::kSigmoid;
-  if (gate == "hard_sigmoid") return Gate::kHardSigmoid;
-  TORCH_CHECK(false, "zoo::squeeze_excite: gate must be 'sigmoid' or 'hard_sigmoid', got '", gate, "'");
-}
 
 // ---------------------------------------------------------------- fp32 inner loops
 
@@ -684,17 +677,6 @@ bool channels_last(const at::Tensor& x) {
   return !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
-void check_args(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
-                const at::Tensor& b2) {
-  TORCH_CHECK(x.dim() == 4, "zoo::squeeze_excite: x must be [N, C, H, W], got ", x.sizes());
-  const int64_t C = x.size(1);
-  TORCH_CHECK(w1.dim() == 2 && w1.size(1) == C, "zoo::squeeze_excite: w1 must be [Cr, C]");
-  const int64_t Cr = w1.size(0);
-  TORCH_CHECK(b1.dim() == 1 && b1.size(0) == Cr, "zoo::squeeze_excite: b1 must be [Cr]");
-  TORCH_CHECK(w2.dim() == 2 && w2.size(0) == C && w2.size(1) == Cr, "zoo::squeeze_excite: w2 must be [C, Cr]");
-  TORCH_CHECK(b2.dim() == 1 && b2.size(0) == C, "zoo::squeeze_excite: b2 must be [C]");
-}
-
 // A weight as a contiguous A array: the tensor itself when it already is one (no copy;
 // the common case costs no dispatcher call), else a converted copy kept in `keep`.
 template <typename A>
@@ -744,8 +726,7 @@ at::Tensor dense(const at::Tensor& x) {
 
 at::Tensor se_forward_cpu(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                           const at::Tensor& b2, c10::string_view gate_name) {
-  check_args(x_in, w1, b1, w2, b2);
-  const Gate gate = parse_gate(std::string(gate_name));
+  const Gate gate = check_se_args(x_in, w1, b1, w2, b2, gate_name);
   const at::Tensor x = dense(x_in);
   const bool cl = channels_last(x);
   at::Tensor y = at::empty_like(x, cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
@@ -783,9 +764,7 @@ at::Tensor se_forward_cpu(const at::Tensor& x_in, const at::Tensor& w1, const at
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backward_cpu(
     const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
     const at::Tensor& w2, const at::Tensor& b2, c10::string_view gate_name) {
-  check_args(x_in, w1, b1, w2, b2);
-  TORCH_CHECK(grad_in.sizes() == x_in.sizes(), "zoo::squeeze_excite_backward: grad_y must match x");
-  const Gate gate = parse_gate(std::string(gate_name));
+  const Gate gate = check_se_backward_args(grad_in, x_in, w1, b1, w2, b2, gate_name);
   at::Tensor x = dense(x_in);
   const bool cl = channels_last(x);
   const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;

@@ -29,6 +29,7 @@
 #include <limits>
 #include <optional>
 
+#include "../common.h"
 #include "nms_cuda.h"
 
 namespace zoo {
@@ -40,24 +41,12 @@ using u64 = unsigned long long;  // one mask word (the type the warp intrinsics 
 
 constexpr int kWordBits = 64;          // boxes per mask word / per chunk
 constexpr int kGatherThreads = 256;    // threads of the gather block
-constexpr int64_t kMaxGridY = 65535;   // CUDA limit on gridDim.y and gridDim.z
 // `removed` lives in dynamic shared memory while it fits, with the block's static shared
 // memory, in the 48 KiB available without opt-in: up to 6000 words (384,000 boxes).
 constexpr int64_t kMaxSharedWords = 6000;
 // Segments are processed in groups whose masks together take at most this many words
 // (256 MiB); a single segment larger than that gets its own group.
 constexpr int64_t kMaskBudgetWords = int64_t(1) << 25;
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// The largest float t <= threshold: for a float IoU v, `v > t` is exactly `v > threshold`
-// compared in double, as the reference (reference.float_threshold) and torchvision's CPU
-// kernel compare.
-float float_threshold(double threshold) {
-  float t = static_cast<float>(threshold);
-  if (static_cast<double>(t) > threshold) t = std::nextafter(t, -std::numeric_limits<float>::infinity());
-  return t;
-}
 
 __device__ __forceinline__ void segment_range(const NmsSegments& s, int64_t seg, int64_t& begin,
                                               int64_t& size) {

@@ -44,6 +44,8 @@
 #include <string>
 #include <tuple>
 
+#include "../common.h"
+#include "../se_checks.h"
 #include "../se_grads.h"
 
 namespace zoo {
@@ -62,20 +64,10 @@ constexpr int64_t kMinBlockChunk = 2048;      // elements per block when a plane
 constexpr int64_t kMaxSplits = 256;           // splits of H*W (gridDim.y), << 65535
 constexpr int64_t kMaxGridX = int64_t(1) << 30;  // grid-stride loops beyond this
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 int next_pow2(int64_t v) {
   int p = 1;
   while (p < v && p < (1 << 30)) p <<= 1;
   return p;
-}
-
-enum class Gate { kSigmoid, kHardSigmoid };
-
-Gate parse_gate(const std::string& gate) {
-  if (gate == "sigmoid") return Gate::kSigmoid;
-  if (gate == "hard_sigmoid") return Gate::kHardSigmoid;
-  TORCH_CHECK(false, "zoo::squeeze_excite: gate must be 'sigmoid' or 'hard_sigmoid', got '", gate, "'");
 }
 
 // ---------------------------------------------------------------- device helpers
@@ -666,24 +658,6 @@ at::Tensor dense(const at::Tensor& x) {
   return x.contiguous();
 }
 
-void check_args(const char* op, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
-                const at::Tensor& w2, const at::Tensor& b2) {
-  TORCH_CHECK(x.is_cuda(), op, ": x must be a CUDA tensor, got one on ", x.device());
-  TORCH_CHECK(x.dim() == 4, op, ": x must be [N, C, H, W], got ", x.sizes());
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()), op, ": x must be floating point, got ", x.scalar_type());
-  const int64_t C = x.size(1);
-  TORCH_CHECK(w1.dim() == 2 && w1.size(1) == C, op, ": w1 must be [Cr, C]");
-  const int64_t Cr = w1.size(0);
-  TORCH_CHECK(b1.dim() == 1 && b1.size(0) == Cr, op, ": b1 must be [Cr]");
-  TORCH_CHECK(w2.dim() == 2 && w2.size(0) == C && w2.size(1) == Cr, op, ": w2 must be [C, Cr]");
-  TORCH_CHECK(b2.dim() == 1 && b2.size(0) == C, op, ": b2 must be [C]");
-  for (const at::Tensor* t : {&w1, &b1, &w2, &b2}) {
-    TORCH_CHECK(t->device() == x.device(), op, ": the weights must be on x's device (", x.device(), "), got ",
-                t->device());
-    TORCH_CHECK(at::isFloatingType(t->scalar_type()), op, ": the weights must be floating point");
-  }
-}
-
 // Weights in the accumulation type A, contiguous, W2 transposed. Holds the tensors alive.
 template <typename A>
 struct FcTensors {
@@ -800,8 +774,7 @@ void launch_scale(const T* in, T* out, const A* g, const A* bias, int64_t numel,
 
 at::Tensor se_forward_cuda(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                            const at::Tensor& b2, c10::string_view gate_name) {
-  check_args("zoo::squeeze_excite", x_in, w1, b1, w2, b2);
-  const bool hard = parse_gate(std::string(gate_name)) == Gate::kHardSigmoid;
+  const bool hard = check_se_args(x_in, w1, b1, w2, b2, gate_name) == Gate::kHardSigmoid;
   c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = dense(x_in);
   const bool cl = channels_last(x);
@@ -850,11 +823,7 @@ at::Tensor se_forward_cuda(const at::Tensor& x_in, const at::Tensor& w1, const a
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backward_cuda(
     const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
     const at::Tensor& w2, const at::Tensor& b2, c10::string_view gate_name) {
-  check_args("zoo::squeeze_excite_backward", x_in, w1, b1, w2, b2);
-  TORCH_CHECK(grad_in.sizes() == x_in.sizes(), "zoo::squeeze_excite_backward: grad_y must match x, got ",
-              grad_in.sizes(), " and ", x_in.sizes());
-  TORCH_CHECK(grad_in.device() == x_in.device(), "zoo::squeeze_excite_backward: grad_y must be on x's device");
-  const bool hard = parse_gate(std::string(gate_name)) == Gate::kHardSigmoid;
+  const bool hard = check_se_backward_args(grad_in, x_in, w1, b1, w2, b2, gate_name) == Gate::kHardSigmoid;
   c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = dense(x_in);
   const bool cl = channels_last(x);
