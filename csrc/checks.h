@@ -108,27 +108,31 @@ inline void positive_int(int64_t v, const std::string& name) {
 constexpr int64_t kMaxBoxes = INT32_MAX;
 
 // boxes [N, 4] and scores [N]: everything that needs no pass over the data (and so runs
-// before anything reads it: a huge expanded input fails here, without a copy).
-inline void nms_boxes_scores(const at::Tensor& boxes, const at::Tensor& scores) {
-  dim(boxes, "boxes", 2);
+// before anything reads it: a huge expanded input fails here, without a copy). With
+// allow_flat_empty (batched_nms), boxes of shape (0,) also mean "no boxes", as
+// torchvision.ops.batched_nms takes them. Returns N.
+inline int64_t nms_boxes_scores(const at::Tensor& boxes, const at::Tensor& scores, bool allow_flat_empty) {
+  const bool flat_empty = allow_flat_empty && boxes.dim() == 1 && boxes.numel() == 0;
+  if (!flat_empty) dim(boxes, "boxes", 2);
   kernel_floating(boxes, "boxes");
-  TORCH_CHECK_VALUE(boxes.size(1) == 4, "boxes: expected shape [N, 4] (x1, y1, x2, y2), got ",
+  TORCH_CHECK_VALUE(flat_empty || boxes.size(1) == 4, "boxes: expected shape [N, 4] (x1, y1, x2, y2), got ",
                     shape_str(boxes.sizes()));
+  const int64_t n = flat_empty ? 0 : boxes.size(0);
   dim(scores, "scores", 1);
   kernel_floating(scores, "scores");
-  TORCH_CHECK_VALUE(scores.size(0) == boxes.size(0), "scores: has ", scores.size(0), " entries but boxes has ",
-                    boxes.size(0), " rows");
+  TORCH_CHECK_VALUE(scores.size(0) == n, "scores: has ", scores.size(0), " entries but boxes has ", n, " rows");
   same_device(boxes, "boxes", scores, "scores");
-  TORCH_CHECK_VALUE(boxes.size(0) <= kMaxBoxes, "boxes: ", boxes.size(0), " boxes; NMS takes at most ", kMaxBoxes,
-                    " (2**31 - 1)");
+  TORCH_CHECK_VALUE(n <= kMaxBoxes, "boxes: ", n, " boxes; NMS takes at most ", kMaxBoxes, " (2**31 - 1)");
+  return n;
 }
 
-inline void nms_idxs(const at::Tensor& boxes, const at::Tensor& idxs) {
+// idxs [N], integer (an empty idxs may have any real dtype, as torch.tensor([]) is float).
+inline void nms_idxs(const at::Tensor& boxes, const at::Tensor& idxs, int64_t n) {
   dim(idxs, "idxs", 1);
-  TORCH_CHECK_VALUE(at::isIntegralType(idxs.scalar_type(), /*includeBool=*/false),
-                    "idxs: expected an integer tensor, got ", dtype_str(idxs.scalar_type()));
-  TORCH_CHECK_VALUE(idxs.size(0) == boxes.size(0), "idxs: has ", idxs.size(0), " entries but boxes has ",
-                    boxes.size(0), " rows");
+  const at::ScalarType t = idxs.scalar_type();
+  TORCH_CHECK_VALUE(at::isIntegralType(t, /*includeBool=*/false) || (idxs.numel() == 0 && at::isFloatingType(t)),
+                    "idxs: expected an integer tensor, got ", dtype_str(t));
+  TORCH_CHECK_VALUE(idxs.size(0) == n, "idxs: has ", idxs.size(0), " entries but boxes has ", n, " rows");
   same_device(boxes, "boxes", idxs, "idxs");
 }
 

@@ -31,6 +31,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../checks.h"
 #include "../common.h"
 #include "../yolo_decode.h"
 #include "nms_cuda.h"
@@ -212,29 +213,21 @@ __global__ void __launch_bounds__(kThreads)
 int grid_1d(int64_t n) { return static_cast<int>(std::min(ceil_div(n, kThreads), kMaxBlocks)); }
 
 at::Tensor yolo_decode_cuda(const at::Tensor& pred_in, const at::Tensor& anchors_in, double stride) {
-  TORCH_CHECK(pred_in.is_cuda(), "pred: expected a CUDA tensor, got one on ", pred_in.device());
-  TORCH_CHECK(pred_in.dim() == 4, "pred: expected [B, A*(5+C), H, W], got ", pred_in.sizes());
-  TORCH_CHECK(at::isFloatingType(pred_in.scalar_type()), "pred: expected a floating tensor, got ",
-              pred_in.scalar_type());
-  TORCH_CHECK(anchors_in.dim() == 2 && anchors_in.size(1) == 2 && anchors_in.size(0) >= 1,
-              "anchors: expected [A, 2], got ", anchors_in.sizes());
-  TORCH_CHECK(anchors_in.device() == pred_in.device(), "anchors: on ", anchors_in.device(), ", pred on ",
-              pred_in.device());
+  checks::yolo_decode_args(pred_in, anchors_in, stride);  // reads the A x 2 anchors on the host
   c10::cuda::CUDAGuard guard(pred_in.device());
 
   const at::Tensor pred = pred_in.contiguous();
   const at::Tensor anchors = anchors_in.to(at::kFloat).contiguous();
   const int64_t B = pred.size(0), CH = pred.size(1), H = pred.size(2), W = pred.size(3);
   const int64_t A = anchors.size(0);
-  TORCH_CHECK(CH % A == 0 && CH / A >= 5, "pred: ", CH, " channels is not A*(5+C) for A=", A);
   const int64_t K = CH / A, HW = H * W;
 
-  at::Tensor out = at::empty({B, A * HW, K}, pred.options());
-  if (out.numel() == 0) return out;
   const int64_t p_tiles = ceil_div(HW, kTileP);
   const int64_t k_tiles = ceil_div(K, kTileK);
-  TORCH_CHECK(B * A * p_tiles <= INT32_MAX && k_tiles <= kMaxGridY, "yolo_decode: input too large, ",
-              pred.sizes());
+  TORCH_CHECK_VALUE(B * A * p_tiles <= INT32_MAX && k_tiles <= kMaxGridY, "pred: shape ",
+                    checks::shape_str(pred.sizes()), " is too large for the CUDA decode kernel's grid");
+  at::Tensor out = at::empty({B, A * HW, K}, pred.options());
+  if (out.numel() == 0) return out;
   const dim3 grid(static_cast<unsigned>(B * A * p_tiles), static_cast<unsigned>(k_tiles));
   const dim3 block(kTileP, kTileRows);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
@@ -258,36 +251,19 @@ struct Scale {
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> yolo_postprocess_cuda(
     at::TensorList preds, at::TensorList anchors, at::ArrayRef<double> strides, double conf_threshold,
     double iou_threshold, int64_t max_det, int64_t max_nms, bool multi_label) {
-  TORCH_CHECK(!preds.empty(), "preds: expected at least one scale");
-  TORCH_CHECK(anchors.size() == preds.size(), "anchors: ", anchors.size(), " sets for ", preds.size(), " scales");
-  TORCH_CHECK(strides.size() == preds.size(), "strides: ", strides.size(), " values for ", preds.size(),
-              " scales");
-  TORCH_CHECK(max_det >= 1 && max_nms >= 1, "max_det and max_nms must be >= 1");
+  int64_t C = 0;
+  checks::yolo_postprocess_args(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, C);
   const at::Tensor& first = preds[0];
-  TORCH_CHECK(first.is_cuda(), "preds[0]: expected a CUDA tensor, got one on ", first.device());
-  TORCH_CHECK(first.dim() == 4, "preds[0]: expected [B, A*(5+C), H, W], got ", first.sizes());
   c10::cuda::CUDAGuard guard(first.device());
 
   // Scales and the row layout of one image: rows in (scale, anchor, y, x) order.
   const int64_t B = first.size(0);
-  int64_t C = -1, N = 0;
+  int64_t N = 0;
   std::vector<Scale> scales;
   for (size_t s = 0; s < preds.size(); ++s) {
     const at::Tensor& p = preds[s];
-    const at::Tensor& a = anchors[s];
-    TORCH_CHECK(p.device() == first.device() && a.device() == first.device(), "preds[", s, "] and anchors[",
-                s, "] must be on ", first.device());
-    TORCH_CHECK(p.dim() == 4 && at::isFloatingType(p.scalar_type()), "preds[", s,
-                "]: expected a floating [B, A*(5+C), H, W] tensor, got ", p.sizes(), " ", p.scalar_type());
-    TORCH_CHECK(a.dim() == 2 && a.size(1) == 2 && a.size(0) >= 1, "anchors[", s, "]: expected [A, 2], got ",
-                a.sizes());
-    const int64_t A = a.size(0);
-    TORCH_CHECK(p.size(1) % A == 0 && p.size(1) / A >= 6, "preds[", s, "]: ", p.size(1),
-                " channels is not A*(5+C) for A=", A);
-    const int64_t c = p.size(1) / A - 5;
-    TORCH_CHECK(p.size(0) == B && (C < 0 || c == C), "preds[", s, "]: batch and classes differ from preds[0]");
-    C = c;
-    Scale sc{p.contiguous(), a.to(at::kFloat).contiguous(), static_cast<float>(strides[s]), A, p.size(3),
+    const int64_t A = anchors[s].size(0);
+    Scale sc{p.contiguous(), anchors[s].to(at::kFloat).contiguous(), static_cast<float>(strides[s]), A, p.size(3),
              p.size(2) * p.size(3), N};
     N += A * sc.HW;
     scales.push_back(std::move(sc));
@@ -355,6 +331,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> yolo_postprocess_cuda
     const int64_t begin = b > 0 ? ie[b - 1] : 0;
     max_size = std::max(max_size, std::min(ie[b] - begin, max_nms));
   }
+  check_mask_fits(max_size, "max_nms", first.device());
   NmsSegments segs;
   segs.ends = image_ends.data_ptr<int64_t>();
   segs.n = M;

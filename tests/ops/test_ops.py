@@ -11,7 +11,11 @@ from hypothesis import strategies as st
 
 import zoo.ops as ops
 from zoo.ops import _ext, boxes, reference
-from tests.ops.conftest import COCO_ANCHORS, STRIDES, clustered_boxes, uniform_boxes, yolo_maps, nms_adversarial_cases
+from tests.ops.conftest import (
+    BIG, COCO_ANCHORS, NEAR_THRESHOLD_PAIRS, STRIDES, clustered_boxes, extreme_logit_map, fp64_boxes,
+    near_threshold_pair, nms_adversarial_cases, nms_bad_inputs, uniform_boxes, yolo_decode_bad_inputs, yolo_maps,
+    yolo_postprocess_bad_inputs,
+)
 
 EXT = pytest.mark.skipif(not _ext.available(), reason="zoo._C not built")
 
@@ -109,6 +113,54 @@ def test_nms_threshold_compared_like_torchvision():
         assert torch.equal(reference.nms(boxes, scores, thr), want), thr
 
 
+@pytest.mark.parametrize("impl,n", _sized(NMS_IMPLS, [300, 3000], reference_max=300))
+def test_nms_fp64_computes_in_fp64(impl, n):
+    boxes, scores = fp64_boxes(n, seed=n)
+    differs = 0
+    for thr in torch.linspace(0.05, 0.95, 19).tolist() + [0.0, 1.0]:
+        want = torchvision.ops.nms(boxes, scores, thr)
+        assert torch.equal(impl(boxes, scores, thr), want), thr
+        differs += not torch.equal(torchvision.ops.nms(boxes.float(), scores.float(), thr), want)
+    assert differs > 0, "the fp32 computation should differ somewhere: the test would not see fp64 rounded to fp32"
+
+
+@pytest.mark.parametrize("impl", _impls(BATCHED_IMPLS))
+def test_batched_nms_fp64_computes_in_fp64(impl):
+    boxes, scores = fp64_boxes(2000, seed=5)
+    idxs = torch.randint(0, 5, (2000,), generator=torch.Generator().manual_seed(5))
+    for thr in (0.1, 0.3, 0.5, 0.7, 0.9):
+        # the per-category path: exact for any coordinates (as torchvision runs it above 4000 boxes)
+        want = torchvision.ops.boxes._batched_nms_vanilla(boxes, scores, idxs, thr)
+        assert torch.equal(impl(boxes, scores, idxs, thr), want), thr
+
+
+@pytest.mark.parametrize("impl", _impls(NMS_IMPLS))
+@pytest.mark.parametrize("h,thr,fp64_keeps", NEAR_THRESHOLD_PAIRS)
+def test_nms_fp64near_threshold_pair(impl, h, thr, fp64_keeps):
+    boxes, scores = near_threshold_pair(h)
+    assert torchvision.ops.nms(boxes, scores, thr).tolist() == fp64_keeps
+    assert torchvision.ops.nms(boxes.float(), scores.float(), thr).tolist() != fp64_keeps  # fp32 decides otherwise
+    assert impl(boxes, scores, thr).tolist() == fp64_keeps
+
+
+@pytest.mark.parametrize("impl", _impls(BATCHED_IMPLS))
+@pytest.mark.parametrize("h,thr,fp64_keeps", NEAR_THRESHOLD_PAIRS)
+def test_batched_nms_fp64near_threshold_pair(impl, h, thr, fp64_keeps):
+    boxes, scores = near_threshold_pair(h)
+    idxs = torch.zeros(2, dtype=torch.int64)
+    assert torchvision.ops.batched_nms(boxes, scores, idxs, thr).tolist() == fp64_keeps
+    assert impl(boxes, scores, idxs, thr).tolist() == fp64_keeps
+
+
+@pytest.mark.parametrize("impl", _impls(NMS_IMPLS))
+def test_nms_fp64_scores_ordered_in_fp64(impl):
+    # equal in fp32, ordered in fp64: the later index scores higher and must be visited first
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 9.0]], dtype=torch.float64)
+    scores = torch.tensor([0.5, 0.5 + 1e-12], dtype=torch.float64)
+    assert torchvision.ops.nms(boxes, scores, 0.5).tolist() == [1]
+    assert impl(boxes, scores, 0.5).tolist() == [1]
+
+
 # ------------------------------------------------------------------------ batched_nms
 
 
@@ -198,30 +250,8 @@ def test_yolo_decode_closed_form():
                     torch.testing.assert_close(row, torch.tensor(want), rtol=1e-6, atol=1e-6)
 
 
-# Extreme logits, one grid cell each (W = 6, H = 1): size logits far above the cap of
-# WH_LOGIT_MAX = 10, +inf, and very negative; centre logits at +-inf. Every value below
-# decodes exactly in fp32 (sigmoid(+-inf) = 1 / 0, sigmoid(0) = 0.5, exp(0) = 1, exp(-1e4) = 0).
-EXTREME_TX = [math.inf, -math.inf, 0.0, math.inf, -math.inf, 0.0]
-EXTREME_TY = [-math.inf, math.inf, math.inf, 0.0, 0.0, -math.inf]
-EXTREME_TW = [50.0, 1e4, math.inf, -1e4, -math.inf, 0.0]
-EXTREME_TH = [1e4, math.inf, 50.0, 0.0, -1e4, -math.inf]
-
-
-def _extreme_map():
-    """pred [1, 1*(5+6), 1, 6]: cell x has the logits above, objectness 2 + x (distinct
-    scores) and class x the only likely class, so class-aware NMS never compares two cells."""
-    w = len(EXTREME_TX)
-    pred = torch.full((1, 5 + w, 1, w), -20.0)
-    for k, row in enumerate((EXTREME_TX, EXTREME_TY, EXTREME_TW, EXTREME_TH)):
-        pred[0, k, 0] = torch.tensor(row)
-    pred[0, 4, 0] = torch.arange(w) + 2.0
-    for x in range(w):
-        pred[0, 5 + x, 0, x] = 20.0
-    return pred
-
-
 def test_yolo_decode_caps_extreme_size_logits():
-    pred, anchors, stride = _extreme_map(), torch.tensor([[12.0, 20.0]]), 8.0
+    pred, anchors, stride = extreme_logit_map(), torch.tensor([[12.0, 20.0]]), 8.0
     t = pred[0, :4, 0].t()  # [W, 4] (tx, ty, tw, th) per cell
     grid = boxes.cell_grid(1, t.shape[0])[0]  # [W, 2]
     want = boxes.decode_boxes(t, grid, anchors[0], stride)
@@ -242,7 +272,7 @@ def test_yolo_decode_caps_extreme_size_logits():
 
 
 def test_yolo_postprocess_returns_the_capped_boxes():
-    pred, anchors, stride = _extreme_map(), torch.tensor([[12.0, 20.0]]), 8.0
+    pred, anchors, stride = extreme_logit_map(), torch.tensor([[12.0, 20.0]]), 8.0
     t = pred[0, :4, 0].t()
     want = boxes.cxcywh_to_xyxy(boxes.decode_boxes(t, boxes.cell_grid(1, t.shape[0])[0], anchors[0], stride))
     impls = {"reference": reference.yolo_postprocess}
@@ -372,7 +402,19 @@ def test_ops_run_under_torch_compile():
 # ------------------------------------------------------------------------ input checks
 
 
-def test_nms_input_errors():
+@pytest.fixture(params=["ext", "torch"])
+def backend(request, monkeypatch):
+    """Runs a test through the extension and through the pure-torch fallback (ZOO_OPS=torch)."""
+    if request.param == "ext" and not _ext.available():
+        pytest.skip("zoo._C not built")
+    if request.param == "torch":
+        monkeypatch.setenv("ZOO_OPS", "torch")
+    else:
+        monkeypatch.delenv("ZOO_OPS", raising=False)
+    return request.param
+
+
+def test_nms_input_errors(backend):
     b, s = clustered_boxes(10)
     bad = {
         "boxes: expected a 2-D": (b[None], s, 0.5),
@@ -395,7 +437,7 @@ def test_nms_input_errors():
             ops.nms(*args)
 
 
-def test_batched_nms_input_errors():
+def test_batched_nms_input_errors(backend):
     b, s = clustered_boxes(10)
     i = torch.zeros(10, dtype=torch.int64)
     with pytest.raises(ValueError, match="idxs: expected an integer tensor"):
@@ -408,7 +450,7 @@ def test_batched_nms_input_errors():
         ops.batched_nms(b, s, i, -0.1)
 
 
-def test_yolo_input_errors():
+def test_yolo_input_errors(backend):
     maps = yolo_maps(batch=1, size=64, num_classes=2, positives=5)
     anc = list(COCO_ANCHORS.unbind(0))
     with pytest.raises(ValueError, match="pred: expected a 4-D"):
@@ -443,3 +485,111 @@ def test_yolo_input_errors():
         ops.yolo_postprocess(maps, anc, STRIDES, max_det=0)
     with pytest.raises(ValueError, match=r"strides\[1\]"):
         ops.yolo_postprocess(maps, anc, [8, float("nan"), 32])
+    with pytest.raises(ValueError, match="pred: channel count 15 is not A\\*\\(5\\+C\\) for A=3 anchors and C>=1"):
+        ops.yolo_decode(torch.zeros(1, 15, 4, 4), anc[0], 8)  # zero classes
+
+
+# ------------------------------------------------------------------------ the raw ops check their input too
+#
+# Each case is an input zoo.ops rejects. torch.ops.zoo.* (the C++ entry points, or the fake
+# kernel for "meta" tensors) must reject it with a ValueError carrying the same message, and so
+# must the pure-torch fallback (ZOO_OPS=torch).
+
+NMS_CASES = list(nms_bad_inputs())
+THRESHOLD_CASES = {"thr 1.5": 1.5, "thr -0.1": -0.1, "thr nan": float("nan"), "thr inf": float("inf")}
+
+
+def _message(fn, *args, **kwargs) -> str:
+    with pytest.raises(ValueError) as info:
+        fn(*args, **kwargs)
+    return str(info.value)
+
+
+def _same_rejection(api, raw, args, monkeypatch):
+    monkeypatch.delenv("ZOO_OPS", raising=False)
+    want = _message(api, *args)
+    assert _message(raw, *args) == want
+    monkeypatch.setenv("ZOO_OPS", "torch")
+    assert _message(api, *args) == want
+    return want
+
+
+@EXT
+@pytest.mark.parametrize("case", NMS_CASES + list(THRESHOLD_CASES))
+def test_raw_nms_rejects_what_the_api_rejects(case, monkeypatch):
+    b, s = clustered_boxes(10)
+    args = (*nms_bad_inputs()[case], 0.5) if case in NMS_CASES else (b, s, THRESHOLD_CASES[case])
+    msg = _same_rejection(ops.nms, torch.ops.zoo.nms, args, monkeypatch)
+    if case == "too many boxes":
+        assert msg.startswith("boxes: 2147483649 boxes")
+
+
+@EXT
+@pytest.mark.parametrize("case", [c for c in NMS_CASES if c != "boxes (0,)"] + list(THRESHOLD_CASES) + [
+    "idxs float", "idxs 2-D", "idxs short", "idxs on meta", "idxs bool"])
+def test_raw_batched_nms_rejects_what_the_api_rejects(case, monkeypatch):
+    b, s = clustered_boxes(10)
+    i = torch.arange(10) % 3
+    if case in NMS_CASES:
+        boxes, scores = nms_bad_inputs()[case]  # ("boxes (0,)" is no error here: test_empty_flat_boxes)
+        idxs = torch.zeros(1, dtype=torch.int64).expand(BIG) if case == "too many boxes" else i
+        args = (boxes, scores, idxs, 0.5)
+    elif case in THRESHOLD_CASES:
+        args = (b, s, i, THRESHOLD_CASES[case])
+    else:
+        idxs = {"idxs float": i.float(), "idxs 2-D": i[:, None], "idxs short": i[:8], "idxs on meta": i.to("meta"),
+                "idxs bool": i > 0}[case]
+        args = (b, s, idxs, 0.5)
+    _same_rejection(ops.batched_nms, torch.ops.zoo.batched_nms, args, monkeypatch)
+
+
+@EXT
+@pytest.mark.parametrize("case", list(yolo_decode_bad_inputs()))
+def test_raw_yolo_decode_rejects_what_the_api_rejects(case, monkeypatch):
+    _same_rejection(ops.yolo_decode, torch.ops.zoo.yolo_decode, yolo_decode_bad_inputs()[case], monkeypatch)
+
+
+def _api_postprocess(preds, anchors, strides, conf, iou, max_det, max_nms, multi_label):
+    return ops.yolo_postprocess(preds, anchors, strides, conf_threshold=conf, iou_threshold=iou, max_det=max_det,
+                                max_nms=max_nms, multi_label=multi_label)
+
+
+@EXT
+@pytest.mark.parametrize("case", list(yolo_postprocess_bad_inputs()))
+def test_raw_yolo_postprocess_rejects_what_the_api_rejects(case, monkeypatch):
+    _same_rejection(_api_postprocess, torch.ops.zoo.yolo_postprocess, yolo_postprocess_bad_inputs()[case], monkeypatch)
+
+
+# ------------------------------------------------------------------------ empty (0,) inputs, as torchvision
+
+
+EMPTY = {
+    "(0,) float": lambda: torch.zeros(0),
+    "(0, 4)": lambda: torch.zeros(0, 4),
+}
+
+
+@pytest.mark.parametrize("impl", _impls({"ext": ext_batched, "api": ops.batched_nms, "reference": reference.batched_nms}))
+@pytest.mark.parametrize("boxes", list(EMPTY))
+@pytest.mark.parametrize("idxs_dtype", [torch.int64, torch.int32, torch.float32])
+def test_empty_flat_boxes(impl, boxes, idxs_dtype):
+    """torchvision.ops.batched_nms takes boxes of shape (0,) (e.g. torch.tensor([])) as no boxes,
+    with scores (0,) and idxs (0,) of any dtype; so do the zoo's."""
+    b, s, i = EMPTY[boxes](), torch.zeros(0), torch.zeros(0, dtype=idxs_dtype)
+    want = torchvision.ops.batched_nms(b, s, i, 0.5)
+    if impl is ext_batched:
+        got = torch.ops.zoo.batched_nms(b, s, i, 0.5)
+    elif impl is reference.batched_nms:
+        got = reference.batched_nms(b.reshape(0, 4), s, i, 0.5)
+    else:
+        got = impl(b, s, i, 0.5)
+    assert got.shape == want.shape == (0,) and got.dtype == want.dtype == torch.int64
+
+
+def test_empty_flat_boxes_nms_rejected_like_torchvision(backend):
+    b, s = torch.zeros(0), torch.zeros(0)
+    with pytest.raises(RuntimeError, match="boxes should be a 2d tensor"):
+        torchvision.ops.nms(b, s, 0.5)
+    with pytest.raises(ValueError, match=r"boxes: expected a 2-D tensor, got shape \(0,\)"):
+        ops.nms(b, s, 0.5)
+    assert torchvision.ops.nms(b.view(0, 4), s, 0.5).shape == ops.nms(b.view(0, 4), s, 0.5).shape == (0,)

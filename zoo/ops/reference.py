@@ -22,9 +22,14 @@ def float_threshold(threshold: float) -> float:
     return f.item()
 
 
+def compute_dtype(t: Tensor) -> torch.dtype:
+    """What NMS computes in: fp64 for fp64 input (as torchvision), fp32 for everything else."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
 def _iou_between(a: Tensor, b: Tensor) -> Tensor:
-    """IoU ``[M, N]`` of fp32 xyxy boxes ``a [M, 4]`` and ``b [N, 4]``, in the kernels' order of
-    operations: ``inter / (area_a + area_b - inter)`` (0/0 gives NaN, which suppresses nothing)."""
+    """IoU ``[M, N]`` of xyxy boxes ``a [M, 4]`` and ``b [N, 4]`` (one dtype), in the kernels' order
+    of operations: ``inter / (area_a + area_b - inter)`` (0/0 gives NaN, which suppresses nothing)."""
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     w = (torch.minimum(a[:, None, 2], b[None, :, 2]) - torch.maximum(a[:, None, 0], b[None, :, 0])).clamp(min=0)
@@ -34,20 +39,24 @@ def _iou_between(a: Tensor, b: Tensor) -> Tensor:
 
 
 def box_iou_matrix(boxes: Tensor) -> Tensor:
-    """Pairwise IoU ``[N, N]`` of xyxy ``boxes``, computed in fp32."""
-    b = boxes.float()
+    """Pairwise IoU ``[N, N]`` of xyxy ``boxes``, computed as NMS computes it (fp64 for fp64, else fp32)."""
+    b = boxes.to(compute_dtype(boxes))
     return _iou_between(b, b)
 
 
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy NMS. ``boxes [N, 4]`` xyxy, ``scores [N]`` -> kept indices ``int64 [K]`` by descending
-    score (stable: equal scores keep the lower index first); suppress when IoU > ``iou_threshold``."""
+    score (stable: equal scores keep the lower index first); suppress when IoU > ``iou_threshold``.
+    fp64 boxes are compared in fp64, others in fp32 (as exactly as in double, via float_threshold);
+    fp64 scores are ordered in fp64, others in fp32."""
     n = boxes.shape[0]
     if n == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    order = torch.sort(scores.float(), descending=True, stable=True).indices
-    b = boxes.float()[order]
-    iou_threshold = float_threshold(iou_threshold)
+    order = torch.sort(scores.to(compute_dtype(scores)), descending=True, stable=True).indices
+    dtype = compute_dtype(boxes)
+    b = boxes.to(dtype)[order]
+    if dtype == torch.float32:
+        iou_threshold = float_threshold(iou_threshold)
     keep = torch.empty(n, dtype=torch.bool, device=boxes.device)
     suppressed = torch.zeros(n, dtype=torch.bool, device=boxes.device)
     # Work in blocks so the IoU matrix stays small: a block first suppresses its own
@@ -56,7 +65,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     for start in range(0, n, block):
         stop = min(n, start + block)
         blk = b[start:stop]
-        iou_in = torch.triu(box_iou_matrix(blk) > iou_threshold, diagonal=1)
+        iou_in = torch.triu(_iou_between(blk, blk) > iou_threshold, diagonal=1)
         sup = suppressed[start:stop].clone()
         for i in range(stop - start):
             if not sup[i]:
@@ -79,7 +88,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         members = torch.nonzero(idxs == c).squeeze(1)
         keep_mask[members[nms(boxes[members], scores[members], iou_threshold)]] = True
     kept = torch.nonzero(keep_mask).squeeze(1)
-    return kept[torch.sort(scores[kept].float(), descending=True, stable=True).indices]
+    return kept[torch.sort(scores[kept].to(compute_dtype(scores)), descending=True, stable=True).indices]
 
 
 def yolo_decode(pred: Tensor, anchors: Tensor, stride: float) -> Tensor:
@@ -89,7 +98,7 @@ def yolo_decode(pred: Tensor, anchors: Tensor, stride: float) -> Tensor:
     probabilities. Computed in fp32, returned in ``pred.dtype``."""
     bsz, ch, h, w = pred.shape
     a = anchors.shape[0]
-    p = pred.float().view(bsz, a, ch // a, h, w).permute(0, 1, 3, 4, 2)  # [B, A, H, W, 5+C]
+    p = pred.float().reshape(bsz, a, ch // a, h, w).permute(0, 1, 3, 4, 2)  # [B, A, H, W, 5+C]
     grid = cell_grid(h, w, device=pred.device, dtype=torch.float32)  # [H, W, 2]
     xywh = decode_boxes(p[..., :4], grid, anchors.float().view(1, a, 1, 1, 2), stride)
     out = torch.cat([xywh, torch.sigmoid(p[..., 4:])], dim=-1)
