@@ -27,6 +27,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include <array>
 #include <string>
 #include <vector>
 
@@ -564,7 +565,8 @@ void fc_forward(const Weights<A>& w, const A* s, A* h, A* z, A* u, A* g) {
 }
 
 // Backward through the FCs of one sample. In: dg [C] = sum_hw dy * x, plus the forward
-// values. Out: du [C], dh [Cr] (for the weight gradients) and ds [C] = dL/ds.
+// values. Out: du [C], dh [Cr] (for the weight gradients) and, unless ds is null (no dx
+// wanted), ds [C] = dL/ds.
 template <typename A>
 void fc_backward(const Weights<A>& w, const A* dg, const A* h, const A* u, const A* g, A* du, A* dh, A* ds) {
   for (int64_t c = 0; c < w.C; ++c) du[c] = dg[c] * gate_grad(w.gate, u[c], g[c]);
@@ -576,10 +578,10 @@ void fc_backward(const Weights<A>& w, const A* dg, const A* h, const A* u, const
       if (du[c] != A(0)) axpy_any<A>(du[c], w.W2 + c * w.Cr, dh, w.Cr);
     }
   }
-  std::fill(ds, ds + w.C, A(0));
+  if (ds) std::fill(ds, ds + w.C, A(0));
   for (int64_t r = 0; r < w.Cr; ++r) {
-    if (h[r] <= A(0)) dh[r] = A(0);                                  // through the ReLU
-    if (dh[r] != A(0)) axpy_any<A>(dh[r], w.W1 + r * w.C, ds, w.C);  // ds = W1^T dh
+    if (h[r] <= A(0)) dh[r] = A(0);                                        // through the ReLU
+    if (ds && dh[r] != A(0)) axpy_any<A>(dh[r], w.W1 + r * w.C, ds, w.C);  // ds = W1^T dh
   }
 }
 
@@ -763,13 +765,15 @@ at::Tensor se_forward_cpu(const at::Tensor& x_in, const at::Tensor& w1, const at
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backward_cpu(
     const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
-    const at::Tensor& w2, const at::Tensor& b2, c10::string_view gate_name) {
+    const at::Tensor& w2, const at::Tensor& b2, c10::string_view gate_name, std::array<bool, 5> output_mask) {
   const Gate gate = check_se_backward_args(grad_in, x_in, w1, b1, w2, b2, gate_name);
+  const bool need_dx = output_mask[0];
+  if (!need_dx && !se_any_weight_grad(output_mask)) return {};
   at::Tensor x = dense(x_in);
   const bool cl = channels_last(x);
   const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   const at::Tensor dy = grad_in.to(x.scalar_type()).contiguous(fmt);
-  at::Tensor dx = at::empty_like(x, fmt);
+  at::Tensor dx = need_dx ? at::empty_like(x, fmt) : at::Tensor();
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), Cr = w1.size(0);
   at::Tensor dw1, db1, dw2, db2;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "zoo_squeeze_excite_backward", [&] {
@@ -782,8 +786,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backwa
     if (x.numel() > 0) {
       const scalar_t* xp = x.data_ptr<scalar_t>();
       const scalar_t* dyp = dy.data_ptr<scalar_t>();
-      scalar_t* dxp = dx.data_ptr<scalar_t>();
-      const bool stream = stream_output(x.nbytes() + dy.nbytes() + dx.nbytes());
+      scalar_t* dxp = need_dx ? dx.data_ptr<scalar_t>() : nullptr;
+      const bool stream = stream_output(x.nbytes() + dy.nbytes() + (need_dx ? dx.nbytes() : 0));
       A *Sp = S.data_ptr<A>(), *Zp = Z.data_ptr<A>(), *DUp = DU.data_ptr<A>(), *DHp = DH.data_ptr<A>();
       // per-sample scratch: sdx [C], h [Cr], u [C], g [C], ds/HW [C]
       std::vector<A> scratch(N * (4 * C + Cr));
@@ -799,15 +803,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backwa
             A *sdx = buf(n), *h = sdx + C, *u = h + Cr, *g = u + C, *ds = g + C;
             for (int64_t c = 0; c < C; ++c) s[c] *= inv_hw;
             fc_forward(w, s, h, Zp + n * Cr, u, g);
-            fc_backward(w, sdx, h, u, g, DUp + n * C, DHp + n * Cr, ds);
-            for (int64_t c = 0; c < C; ++c) ds[c] *= inv_hw;  // each pixel's share of d mean
+            fc_backward(w, sdx, h, u, g, DUp + n * C, DHp + n * Cr, need_dx ? ds : nullptr);
+            if (need_dx) {
+              for (int64_t c = 0; c < C; ++c) ds[c] *= inv_hw;  // each pixel's share of d mean
+            }
           },
           [&](int64_t n, int64_t c0, int64_t c1, bool next) {
+            if (!need_dx) return;  // no dx pass over the tensor
             const A* g = buf(n) + 2 * C + Cr;
             scale_pass<scalar_t, A>(dyp, dxp, cl, n, C, HW, c0, c1, g, g + C, stream, next, xp, dyp);
           });
     }
-    std::tie(dw1, db1, dw2, db2) = se_weight_grads(DU, Z, DH, S, w1, b1, w2, b2);
+    std::tie(dw1, db1, dw2, db2) = se_weight_grads(DU, Z, DH, S, w1, b1, w2, b2, output_mask);
   });
   return {dx, dw1, db1, dw2, db2};
 }

@@ -26,8 +26,9 @@
 //   1. pool of x and dy * x (the same pool kernels, reading dy and x once);
 //   2. se_fc_backward_kernel: per sample, recompute s, h, z, u, g, then du = dg * gate'(u),
 //      dh = (W2^T du) * [h > 0], ds = W1^T dh; writes the rows S, Z, DU, DH and G, ds / HW;
-//   3. se_scale_kernel with the bias ds / HW;
-//   then dW2 = DU^T Z, db2 = sum_n DU, dW1 = DH^T S, db1 = sum_n DH with ATen on the device.
+//   3. se_scale_kernel with the bias ds / HW (skipped when output_mask says no dx);
+//   then dW2 = DU^T Z, db2 = sum_n DU, dW1 = DH^T S, db1 = sum_n DH with ATen on the device
+//   (each only when output_mask asks for it).
 // Everything runs on the current stream; there is no host synchronisation.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -39,6 +40,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -822,16 +824,18 @@ at::Tensor se_forward_cuda(const at::Tensor& x_in, const at::Tensor& w1, const a
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backward_cuda(
     const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
-    const at::Tensor& w2, const at::Tensor& b2, c10::string_view gate_name) {
+    const at::Tensor& w2, const at::Tensor& b2, c10::string_view gate_name, std::array<bool, 5> output_mask) {
   const bool hard = check_se_backward_args(grad_in, x_in, w1, b1, w2, b2, gate_name) == Gate::kHardSigmoid;
+  const bool need_dx = output_mask[0];
+  if (!need_dx && !se_any_weight_grad(output_mask)) return {};
   c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = dense(x_in);
   const bool cl = channels_last(x);
   const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  at::Tensor dx = at::empty_like(x, fmt);
+  at::Tensor dx = need_dx ? at::empty_like(x, fmt) : at::Tensor();
   if (x.numel() == 0) {
-    return {dx, at::zeros(w1.sizes(), w1.options()), at::zeros(b1.sizes(), b1.options()),
-            at::zeros(w2.sizes(), w2.options()), at::zeros(b2.sizes(), b2.options())};
+    auto zeros_if = [&](int i, const at::Tensor& w) { return output_mask[i] ? at::zeros_like(w) : at::Tensor(); };
+    return {dx, zeros_if(1, w1), zeros_if(2, b1), zeros_if(3, w2), zeros_if(4, b2)};
   }
   const at::Tensor dy = grad_in.to(x.scalar_type()).contiguous(fmt);
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), Cr = w1.size(0);
@@ -866,12 +870,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backwa
         P.data_ptr<A>(), Pd.data_ptr<A>(), plan.S, N, HW, fc, use_smem, rows);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
 
-    // pass 2: dx = dy * g + ds / HW
-    launch_scale<scalar_t, A>(dyp, dx.data_ptr<scalar_t>(), G.data_ptr<A>(), Bias.data_ptr<A>(), x.numel(), C,
-                              HW, cl, stream);
+    // pass 2: dx = dy * g + ds / HW, only when dx is wanted
+    if (need_dx) {
+      launch_scale<scalar_t, A>(dyp, dx.data_ptr<scalar_t>(), G.data_ptr<A>(), Bias.data_ptr<A>(), x.numel(), C,
+                                HW, cl, stream);
+    }
 
-    // weight gradients, summed over samples on the device
-    std::tie(dw1, db1, dw2, db2) = se_weight_grads(DU, Z, DH, S, w1, b1, w2, b2);
+    // weight gradients (those wanted), summed over samples on the device
+    std::tie(dw1, db1, dw2, db2) = se_weight_grads(DU, Z, DH, S, w1, b1, w2, b2, output_mask);
   });
   return {dx, dw1, db1, dw2, db2};
 }

@@ -250,6 +250,23 @@ def yolo_postprocess_bad_inputs():
     }
 
 
+# ------------------------------------------------------------------------ Squeeze-and-Excitation
+
+# output_mask of zoo::squeeze_excite_backward asking for every gradient
+ALL_GRADS = [True] * 5
+
+
+def se_grads_by_autograd(grad_y, x, w1, b1, w2, b2, gate):
+    """The oracle of the SE backward kernels: (dx, dw1, db1, dw2, db2), the gradients of the
+    pure-torch reference forward (zoo.ops.reference.squeeze_excite) by torch autograd, each in
+    its input's dtype."""
+    from zoo.ops import reference
+
+    leaves = [t.detach().requires_grad_(True) for t in (x, w1, b1, w2, b2)]
+    y = reference.squeeze_excite(*leaves, gate)
+    return torch.autograd.grad(y, leaves, grad_y.to(y.dtype))
+
+
 @pytest.fixture
 def anchors():
     return list(COCO_ANCHORS.unbind(0))

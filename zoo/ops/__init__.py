@@ -449,8 +449,15 @@ def _register_python_kernels() -> None:
         return _dense_like(x)
 
     @torch.library.register_fake("zoo::squeeze_excite_backward")
-    def _squeeze_excite_backward_fake(grad_y, x, w1, b1, w2, b2, gate):
-        return _dense_like(x), torch.empty_like(w1), torch.empty_like(b1), torch.empty_like(w2), torch.empty_like(b2)
+    def _squeeze_excite_backward_fake(grad_y, x, w1, b1, w2, b2, gate, output_mask):
+        if not _se_args_ok(x, w1, b1, w2, b2, gate):
+            _se_explain(x, w1, b1, w2, b2, gate)
+        _check_floating(grad_y, "grad_y")
+        if grad_y.ndim != x.ndim or any(_definitely(a != b) for a, b in zip(grad_y.shape, x.shape)):
+            raise ValueError(f"grad_y: expected x's shape {tuple(x.shape)}, got {tuple(grad_y.shape)}")
+        _same_device(x, "x", grad_y=grad_y)
+        grads = (_dense_like(x), torch.empty_like(w1), torch.empty_like(b1), torch.empty_like(w2), torch.empty_like(b2))
+        return tuple(g if wanted else None for g, wanted in zip(grads, output_mask))
 
 
 if _ext.available():
