@@ -162,28 +162,41 @@ struct Fc {
   bool hard;
 };
 
-// Block-wide: from s [C] to z [Cr] and g [C]. h = W1 s + b1 takes one warp per row r (lanes
-// along C); u = W2 z + b2 one thread per channel c (reading W2T along C). g may alias s (s is
-// only read before the barrier).
+// Block-wide M v for a row-major M [rows, C]: a warp per row, lanes along C (coalesced);
+// lane 0 of the row's warp calls out(r, (M v)[r]).
+template <typename A, typename Out>
+__device__ __forceinline__ void rows_dot(const A* M, const A* v, int64_t rows, int64_t C, Out out) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int64_t r = warp; r < rows; r += kWarps) {
+    const A* row = M + r * C;
+    A acc = A(0);
+    for (int64_t c = lane; c < C; c += 32) acc += row[c] * v[c];
+    acc = warp_sum(acc);
+    if (lane == 0) out(r, acc);
+  }
+}
+
+// Block-wide M^T v for a row-major M [rows, C]: a thread per column c (neighbouring threads
+// read neighbouring columns, coalesced); the thread calls out(c, (M^T v)[c]).
+template <typename A, typename Out>
+__device__ __forceinline__ void cols_dot(const A* M, const A* v, int64_t rows, int64_t C, Out out) {
+  for (int64_t c = threadIdx.x; c < C; c += kThreads) {
+    A acc = A(0);
+    for (int64_t r = 0; r < rows; ++r) acc += M[r * C + c] * v[r];
+    out(c, acc);
+  }
+}
+
+// Block-wide: from s [C] to z [Cr] and g [C]: h = W1 s + b1, z = relu(h), u = W2 z + b2
+// (= W2T^T z), g = gate(u). g may alias s (s is only read before the barrier).
 template <typename A>
 __device__ void fc_forward(const Fc<A>& w, const A* s, A* z, A* g) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int64_t r = warp; r < w.Cr; r += kWarps) {
-    const A* row = w.W1 + r * w.C;
-    A acc = A(0);
-    for (int64_t c = lane; c < w.C; c += 32) acc += row[c] * s[c];
-    acc = warp_sum(acc);
-    if (lane == 0) {
-      const A h = acc + w.B1[r];
-      z[r] = h > A(0) ? h : A(0);
-    }
-  }
+  rows_dot(w.W1, s, w.Cr, w.C, [&](int64_t r, A acc) {
+    const A h = acc + w.B1[r];
+    z[r] = h > A(0) ? h : A(0);
+  });
   __syncthreads();
-  for (int64_t c = threadIdx.x; c < w.C; c += kThreads) {
-    A acc = A(0);
-    for (int64_t r = 0; r < w.Cr; ++r) acc += w.W2T[r * w.C + c] * z[r];
-    g[c] = gate_fn(w.hard, acc + w.B2[c]);
-  }
+  cols_dot(w.W2T, z, w.Cr, w.C, [&](int64_t c, A acc) { g[c] = gate_fn(w.hard, acc + w.B2[c]); });
 }
 
 // ---------------------------------------------------------------- single-kernel forward
@@ -483,7 +496,6 @@ __global__ void __launch_bounds__(kThreads)
                           Fc<A> w, bool use_smem, BackRows<A> out) {
   extern __shared__ __align__(16) unsigned char se_smem[];
   const int64_t C = w.C, Cr = w.Cr;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const A count = static_cast<A>(HW);
   A* sm = reinterpret_cast<A*>(se_smem);
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
@@ -502,51 +514,33 @@ __global__ void __launch_bounds__(kThreads)
       s_row[c] = v;
     }
     __syncthreads();
-    // h = W1 s + b1, z = relu(h): a warp per row
-    for (int64_t r = warp; r < Cr; r += kWarps) {
-      const A* row = w.W1 + r * C;
-      A acc = A(0);
-      for (int64_t c = lane; c < C; c += 32) acc += row[c] * s[c];
-      acc = warp_sum(acc);
-      if (lane == 0) {
-        const A h = acc + w.B1[r];
-        const A zr = h > A(0) ? h : A(0);
-        z[r] = zr;
-        z_row[r] = zr;
-      }
-    }
+    // h = W1 s + b1, z = relu(h)
+    rows_dot(w.W1, s, Cr, C, [&](int64_t r, A acc) {
+      const A h = acc + w.B1[r];
+      const A zr = h > A(0) ? h : A(0);
+      z[r] = zr;
+      z_row[r] = zr;
+    });
     __syncthreads();
-    // u = W2 z + b2, g = gate(u), du = dg * gate'(u): a thread per channel
-    for (int64_t c = threadIdx.x; c < C; c += kThreads) {
-      A acc = A(0);
-      for (int64_t r = 0; r < Cr; ++r) acc += w.W2T[r * C + c] * z[r];
+    // u = W2 z + b2, g = gate(u), du = dg * gate'(u)
+    cols_dot(w.W2T, z, Cr, C, [&](int64_t c, A acc) {
       const A u = acc + w.B2[c];
       const A g = gate_fn(w.hard, u);
       const A v = split_sum(Pd, S, N * C, n * C + c) * gate_grad(w.hard, u, g);
       out.G[n * C + c] = g;
       du[c] = v;
       du_row[c] = v;
-    }
+    });
     __syncthreads();
-    // dh = (W2^T du) * [h > 0] (h > 0 exactly when z > 0): a warp per row of W2T
-    for (int64_t r = warp; r < Cr; r += kWarps) {
-      const A* row = w.W2T + r * C;
-      A acc = A(0);
-      for (int64_t c = lane; c < C; c += 32) acc += row[c] * du[c];
-      acc = warp_sum(acc);
-      if (lane == 0) {
-        const A v = z[r] > A(0) ? acc : A(0);
-        dh[r] = v;
-        dh_row[r] = v;
-      }
-    }
+    // dh = (W2^T du) * [h > 0] (h > 0 exactly when z > 0)
+    rows_dot(w.W2T, du, Cr, C, [&](int64_t r, A acc) {
+      const A v = z[r] > A(0) ? acc : A(0);
+      dh[r] = v;
+      dh_row[r] = v;
+    });
     __syncthreads();
-    // ds = W1^T dh: a thread per channel; each pixel gets ds / HW
-    for (int64_t c = threadIdx.x; c < C; c += kThreads) {
-      A acc = A(0);
-      for (int64_t r = 0; r < Cr; ++r) acc += w.W1[r * C + c] * dh[r];
-      out.Bias[n * C + c] = acc / count;
-    }
+    // ds = W1^T dh; each pixel gets ds / HW
+    cols_dot(w.W1, dh, Cr, C, [&](int64_t c, A acc) { out.Bias[n * C + c] = acc / count; });
     __syncthreads();  // the scratch is reused by the next sample
   }
 }
