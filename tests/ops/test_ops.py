@@ -129,9 +129,11 @@ def test_batched_nms_fp64_computes_in_fp64(impl):
     boxes, scores = fp64_boxes(2000, seed=5)
     idxs = torch.randint(0, 5, (2000,), generator=torch.Generator().manual_seed(5))
     for thr in (0.1, 0.3, 0.5, 0.7, 0.9):
-        # the per-category path: exact for any coordinates (as torchvision runs it above 4000 boxes)
-        want = torchvision.ops.boxes._batched_nms_vanilla(boxes, scores, idxs, thr)
+        # (above 1000 boxes torchvision runs its per-category path, exact for any coordinates)
+        want = torchvision.ops.batched_nms(boxes, scores, idxs, thr)
         assert torch.equal(impl(boxes, scores, idxs, thr), want), thr
+        differs = not torch.equal(torchvision.ops.batched_nms(boxes.float(), scores.float(), idxs, thr), want)
+        assert differs or thr != 0.5, "fp32 should decide some pair otherwise at 0.5"
 
 
 @pytest.mark.parametrize("impl", _impls(NMS_IMPLS))
