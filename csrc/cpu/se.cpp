@@ -59,52 +59,48 @@ inline float fold(float* acc) {
   return acc[0];
 }
 
-// Long rows use 32 partial sums (hides the add latency), short ones 8 (a cheap fold).
-inline float row_sum(const float* __restrict x, int64_t n) {
-  int64_t i = 0;
-  float s;
-  if (n >= 4 * kLanes) {
-    float acc[kLanes] = {0.f};
-    for (; i + kLanes <= n; i += kLanes) {
-      for (int k = 0; k < kLanes; ++k) acc[k] += x[i + k];
+// Sums of x[i..] (and, with kDot, of dy * x) over whole groups of L values from i, in L
+// partial sums folded pairwise; i ends after the last whole group.
+template <int L, bool kDot>
+inline void lane_sums(const float* __restrict x, const float* __restrict dy, int64_t n, int64_t& i, float& a,
+                      float& d) {
+  float ax[L] = {0.f}, ad[L] = {0.f};
+  for (; i + L <= n; i += L) {
+    for (int k = 0; k < L; ++k) {
+      ax[k] += x[i + k];
+      if constexpr (kDot) ad[k] += dy[i + k] * x[i + k];
     }
-    s = fold<kLanes>(acc);
-  } else {
-    float acc[kLanes8] = {0.f};
-    for (; i + kLanes8 <= n; i += kLanes8) {
-      for (int k = 0; k < kLanes8; ++k) acc[k] += x[i + k];
-    }
-    s = fold<kLanes8>(acc);
   }
-  for (; i < n; ++i) s += x[i];
+  a = fold<L>(ax);
+  if constexpr (kDot) d = fold<L>(ad);
+}
+
+// Long rows use 32 partial sums (hides the add latency), short ones 8 (a cheap fold).
+template <bool kDot>
+inline void row_sums(const float* __restrict x, const float* __restrict dy, int64_t n, float* sx, float* sdx) {
+  int64_t i = 0;
+  float a, d = 0.f;
+  if (n >= 4 * kLanes) {
+    lane_sums<kLanes, kDot>(x, dy, n, i, a, d);
+  } else {
+    lane_sums<kLanes8, kDot>(x, dy, n, i, a, d);
+  }
+  for (; i < n; ++i) {
+    a += x[i];
+    if constexpr (kDot) d += dy[i] * x[i];
+  }
+  *sx = a;
+  if constexpr (kDot) *sdx = d;
+}
+
+inline float row_sum(const float* __restrict x, int64_t n) {
+  float s;
+  row_sums<false>(x, nullptr, n, &s, nullptr);
   return s;
 }
 
 inline void row_sum_dot(const float* __restrict x, const float* __restrict dy, int64_t n, float* sx, float* sdx) {
-  int64_t i = 0;
-  float a, d;
-  if (n >= 4 * kLanes) {
-    float ax[kLanes] = {0.f}, ad[kLanes] = {0.f};
-    for (; i + kLanes <= n; i += kLanes) {
-      for (int k = 0; k < kLanes; ++k) {
-        ax[k] += x[i + k];
-        ad[k] += dy[i + k] * x[i + k];
-      }
-    }
-    a = fold<kLanes>(ax), d = fold<kLanes>(ad);
-  } else {
-    float ax[kLanes8] = {0.f}, ad[kLanes8] = {0.f};
-    for (; i + kLanes8 <= n; i += kLanes8) {
-      for (int k = 0; k < kLanes8; ++k) {
-        ax[k] += x[i + k];
-        ad[k] += dy[i + k] * x[i + k];
-      }
-    }
-    a = fold<kLanes8>(ax), d = fold<kLanes8>(ad);
-  }
-  for (; i < n; ++i) a += x[i], d += dy[i] * x[i];
-  *sx = a;
-  *sdx = d;
+  row_sums<true>(x, dy, n, sx, sdx);
 }
 
 // Sums of four rows at once, 8 lanes each: four independent add chains hide the add
