@@ -6,8 +6,14 @@
 #
 # 1. prints python / torch / nvcc / GPU versions;
 # 2. builds zoo._C in place with the CUDA kernels (ZOO_FORCE_CUDA=1, sm_90);
-# 3. runs the op tests (tests/ops; the CUDA ones must not skip: ZOO_REQUIRE_CUDA_OPS=1);
-# 4. runs benchmarks/bench_ops.py and benchmarks/bench_se.py on cuda, where they exist.
+# 3. runs the op tests (tests/ops; the CUDA ones must not skip: ZOO_REQUIRE_CUDA_OPS=1),
+#    among them the CUDA-only checks: fp64 NMS against torchvision, the NMS mask size limits
+#    (grid and device memory), the raw CUDA ops' ValueErrors, the t_wh cap, and the SE
+#    backward's output_mask;
+# 4. runs benchmarks/bench_ops.py (3 runs: median and range of each ratio) and
+#    benchmarks/bench_se.py on cuda;
+# 5. with the time left, runs the ctest smoke test of a CMake build with ZOO_WITH_CUDA=ON
+#    (the same cases on the GPU), if cmake is there.
 # Every step runs even when an earlier one failed; exit codes go to $OUT/summary.txt.
 # The whole run is kept under ~8 minutes: each step gets at most its own limit and
 # never more than what is left of the total.
@@ -73,7 +79,7 @@ import torch, zoo.ops._ext as e
 ok = e.available()
 print('extension loaded:', ok, e.load_error() or '')
 if ok:
-    for op in ('nms', 'batched_nms', 'yolo_decode', 'yolo_postprocess'):
+    for op in ('nms', 'batched_nms', 'yolo_decode', 'yolo_postprocess', 'squeeze_excite', 'squeeze_excite_backward'):
         print(' ', op, 'CUDA kernel:', torch._C._dispatch_has_kernel_for_dispatch_key('zoo::' + op, 'CUDA'))
 " 2>&1 | tee -a "$SUMMARY"
 
@@ -84,7 +90,7 @@ tail -n 3 "$OUT/pytest_ops.txt" | sed 's/^/  /' | tee -a "$SUMMARY"
 
 # 4. benchmarks
 if [[ -f benchmarks/bench_ops.py ]]; then
-  step bench_ops 90 "$OUT/bench_ops_cuda.txt" "$PY" benchmarks/bench_ops.py --device cuda
+  step bench_ops 120 "$OUT/bench_ops_cuda.txt" "$PY" benchmarks/bench_ops.py --device cuda --runs 3
 else
   echo "bench_ops: benchmarks/bench_ops.py not found, skipped" | tee -a "$SUMMARY"
 fi
@@ -92,6 +98,19 @@ if [[ -f benchmarks/bench_se.py ]]; then
   step bench_se 60 "$OUT/bench_se_cuda.txt" "$PY" benchmarks/bench_se.py --device cuda
 else
   echo "bench_se: benchmarks/bench_se.py not found, skipped" | tee -a "$SUMMARY"
+fi
+
+# 5. C++ smoke test of a CMake build with the CUDA kernels, on the GPU (last: it only
+#    gets the time that is left)
+if command -v cmake >/dev/null 2>&1; then
+  TORCH_CMAKE=$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null)
+  step ctest_cuda 150 "$OUT/ctest_cuda.txt" bash -c "
+    cmake -S . -B build/cmake-device -DZOO_WITH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+      -DCMAKE_PREFIX_PATH='$TORCH_CMAKE' -DCMAKE_BUILD_TYPE=Release &&
+    cmake --build build/cmake-device -j $MAX_JOBS &&
+    ctest --test-dir build/cmake-device --output-on-failure --no-tests=error"
+else
+  echo "ctest_cuda: no cmake, skipped" | tee -a "$SUMMARY"
 fi
 
 echo "total: $(($(date +%s) - START))s" | tee -a "$SUMMARY"

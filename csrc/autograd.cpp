@@ -1,6 +1,7 @@
 // Autograd for zoo::squeeze_excite, registered in C++ for every device: the forward
 // saves its inputs, the backward calls zoo::squeeze_excite_backward (the fused backward
-// kernel of whichever device the tensors are on).
+// kernel of whichever device the tensors are on) for the gradients autograd needs only
+// (its output_mask from needs_input_grad).
 //
 // The op runs once per SE block, often on small tensors, so its per-call overhead counts:
 // a Python autograd formula (torch.library.register_autograd) added about 13 us to every
@@ -11,6 +12,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include <array>
 #include <string>
 
 namespace zoo {
@@ -30,14 +32,14 @@ at::Tensor call_forward(const at::Tensor& x, const at::Tensor& w1, const at::Ten
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> call_backward(
     const at::Tensor& dy, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
-    const at::Tensor& b2, c10::string_view gate) {
+    const at::Tensor& b2, c10::string_view gate, std::array<bool, 5> output_mask) {
   static const auto op =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("zoo::squeeze_excite_backward", "")
           .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
               const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-              const at::Tensor&, c10::string_view)>();
-  return op.call(dy, x, w1, b1, w2, b2, gate);
+              const at::Tensor&, c10::string_view, std::array<bool, 5>)>();
+  return op.call(dy, x, w1, b1, w2, b2, gate, output_mask);
 }
 
 class SqueezeExcite : public torch::autograd::Function<SqueezeExcite> {
@@ -55,7 +57,10 @@ class SqueezeExcite : public torch::autograd::Function<SqueezeExcite> {
     const at::Tensor& dy = grads[0];
     if (!dy.defined()) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
     const std::string gate = ctx->saved_data["gate"].toStringRef();
-    auto [dx, dw1, db1, dw2, db2] = call_backward(dy, saved[0], saved[1], saved[2], saved[3], saved[4], gate);
+    // only what autograd needs: no dx pass for a frozen input, no weight reductions for frozen weights
+    const std::array<bool, 5> mask = {ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2),
+                                      ctx->needs_input_grad(3), ctx->needs_input_grad(4)};
+    auto [dx, dw1, db1, dw2, db2] = call_backward(dy, saved[0], saved[1], saved[2], saved[3], saved[4], gate, mask);
     return {dx, dw1, db1, dw2, db2, at::Tensor()};
   }
 };

@@ -16,8 +16,11 @@
 //
 // yolo_decode(pred[B, A*(5+C), H, W], anchors[A,2] fp32 px, stride) -> [B, A*H*W, 5+C]
 //   Row a*H*W + y*W + x of image b: cx = (sigmoid(tx) + x) * stride,
-//   cy = (sigmoid(ty) + y) * stride, w = exp(tw) * anchor_w, h = exp(th) * anchor_h,
-//   then sigmoid(objectness) and sigmoid of each class logit. Output dtype = pred's.
+//   cy = (sigmoid(ty) + y) * stride, w = exp(min(tw, 10)) * anchor_w,
+//   h = exp(min(th, 10)) * anchor_h, then sigmoid(objectness) and sigmoid of each class
+//   logit; computed in fp32, output dtype = pred's. The cap of 10 on the size logits
+//   (kWhLogitMax in csrc/yolo_decode.h, WH_LOGIT_MAX in zoo/ops/boxes.py) is part of the
+//   contract: a diverging logit gives a finite box (exp(10) * anchor), a NaN stays NaN.
 //
 // yolo_postprocess(preds[S], anchors[S], strides[S], conf_threshold, iou_threshold,
 //                  max_det, max_nms, multi_label)
@@ -36,9 +39,12 @@
 //   (relu6(u + 3) / 6). fp32/fp16/bf16 accumulate in fp32, fp64 in fp64; x may be
 //   NCHW-contiguous or channels_last and y has x's layout and dtype. Weights may be in
 //   any floating dtype; they are used in the accumulation type.
-// squeeze_excite_backward(grad_y, x, w1, b1, w2, b2, gate) -> (dx, dw1, db1, dw2, db2)
+// squeeze_excite_backward(grad_y, x, w1, b1, w2, b2, gate, output_mask) -> (dx, dw1, db1, dw2, db2)
 //   The gradients of squeeze_excite; dx in x's layout, each weight grad in its dtype.
 //   hard_sigmoid's derivative is 1/6 on the open interval (-3, 3) and 0 elsewhere (torch's).
+//   output_mask[i] false: output i is not computed and comes back undefined (None): no dx
+//   pass over the tensor without mask[0], no weight-gradient reductions without mask[1..4].
+//   The autograd kernel (csrc/autograd.cpp) asks for what needs_input_grad says.
 #include <torch/library.h>
 
 TORCH_LIBRARY(zoo, m) {
@@ -50,6 +56,6 @@ TORCH_LIBRARY(zoo, m) {
       "float iou_threshold, int max_det, int max_nms, bool multi_label) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("squeeze_excite(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, str gate) -> Tensor");
   m.def(
-      "squeeze_excite_backward(Tensor grad_y, Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, str gate) "
-      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "squeeze_excite_backward(Tensor grad_y, Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, str gate, "
+      "bool[5] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }

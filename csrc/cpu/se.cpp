@@ -27,11 +27,13 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include <array>
 #include <string>
 #include <vector>
 
 #include "vec.h"
 
+#include "../se_checks.h"
 #include "../se_grads.h"
 
 #if ZOO_HAVE_AVX512_PATHS
@@ -41,14 +43,6 @@
 namespace zoo {
 namespace cpu {
 namespace {
-
-enum class Gate { kSigmoid, kHardSigmoid };
-
-Gate parse_gate(const std::string& gate) {
-  if (gate == "sigmoid") return Gate::kSigmoid;
-  if (gate == "hard_sigmoid") return Gate::kHardSigmoid;
-  TORCH_CHECK(false, "zoo::squeeze_excite: gate must be 'sigmoid' or 'hard_sigmoid', got '", gate, "'");
-}
 
 // ---------------------------------------------------------------- fp32 inner loops
 
@@ -65,52 +59,48 @@ inline float fold(float* acc) {
   return acc[0];
 }
 
-// Long rows use 32 partial sums (hides the add latency), short ones 8 (a cheap fold).
-inline float row_sum(const float* __restrict x, int64_t n) {
-  int64_t i = 0;
-  float s;
-  if (n >= 4 * kLanes) {
-    float acc[kLanes] = {0.f};
-    for (; i + kLanes <= n; i += kLanes) {
-      for (int k = 0; k < kLanes; ++k) acc[k] += x[i + k];
+// Sums of x[i..] (and, with kDot, of dy * x) over whole groups of L values from i, in L
+// partial sums folded pairwise; i ends after the last whole group.
+template <int L, bool kDot>
+inline void lane_sums(const float* __restrict x, const float* __restrict dy, int64_t n, int64_t& i, float& a,
+                      float& d) {
+  float ax[L] = {0.f}, ad[L] = {0.f};
+  for (; i + L <= n; i += L) {
+    for (int k = 0; k < L; ++k) {
+      ax[k] += x[i + k];
+      if constexpr (kDot) ad[k] += dy[i + k] * x[i + k];
     }
-    s = fold<kLanes>(acc);
-  } else {
-    float acc[kLanes8] = {0.f};
-    for (; i + kLanes8 <= n; i += kLanes8) {
-      for (int k = 0; k < kLanes8; ++k) acc[k] += x[i + k];
-    }
-    s = fold<kLanes8>(acc);
   }
-  for (; i < n; ++i) s += x[i];
+  a = fold<L>(ax);
+  if constexpr (kDot) d = fold<L>(ad);
+}
+
+// Long rows use 32 partial sums (hides the add latency), short ones 8 (a cheap fold).
+template <bool kDot>
+inline void row_sums(const float* __restrict x, const float* __restrict dy, int64_t n, float* sx, float* sdx) {
+  int64_t i = 0;
+  float a, d = 0.f;
+  if (n >= 4 * kLanes) {
+    lane_sums<kLanes, kDot>(x, dy, n, i, a, d);
+  } else {
+    lane_sums<kLanes8, kDot>(x, dy, n, i, a, d);
+  }
+  for (; i < n; ++i) {
+    a += x[i];
+    if constexpr (kDot) d += dy[i] * x[i];
+  }
+  *sx = a;
+  if constexpr (kDot) *sdx = d;
+}
+
+inline float row_sum(const float* __restrict x, int64_t n) {
+  float s;
+  row_sums<false>(x, nullptr, n, &s, nullptr);
   return s;
 }
 
 inline void row_sum_dot(const float* __restrict x, const float* __restrict dy, int64_t n, float* sx, float* sdx) {
-  int64_t i = 0;
-  float a, d;
-  if (n >= 4 * kLanes) {
-    float ax[kLanes] = {0.f}, ad[kLanes] = {0.f};
-    for (; i + kLanes <= n; i += kLanes) {
-      for (int k = 0; k < kLanes; ++k) {
-        ax[k] += x[i + k];
-        ad[k] += dy[i + k] * x[i + k];
-      }
-    }
-    a = fold<kLanes>(ax), d = fold<kLanes>(ad);
-  } else {
-    float ax[kLanes8] = {0.f}, ad[kLanes8] = {0.f};
-    for (; i + kLanes8 <= n; i += kLanes8) {
-      for (int k = 0; k < kLanes8; ++k) {
-        ax[k] += x[i + k];
-        ad[k] += dy[i + k] * x[i + k];
-      }
-    }
-    a = fold<kLanes8>(ax), d = fold<kLanes8>(ad);
-  }
-  for (; i < n; ++i) a += x[i], d += dy[i] * x[i];
-  *sx = a;
-  *sdx = d;
+  row_sums<true>(x, dy, n, sx, sdx);
 }
 
 // Sums of four rows at once, 8 lanes each: four independent add chains hide the add
@@ -571,7 +561,8 @@ void fc_forward(const Weights<A>& w, const A* s, A* h, A* z, A* u, A* g) {
 }
 
 // Backward through the FCs of one sample. In: dg [C] = sum_hw dy * x, plus the forward
-// values. Out: du [C], dh [Cr] (for the weight gradients) and ds [C] = dL/ds.
+// values. Out: du [C], dh [Cr] (for the weight gradients) and, unless ds is null (no dx
+// wanted), ds [C] = dL/ds.
 template <typename A>
 void fc_backward(const Weights<A>& w, const A* dg, const A* h, const A* u, const A* g, A* du, A* dh, A* ds) {
   for (int64_t c = 0; c < w.C; ++c) du[c] = dg[c] * gate_grad(w.gate, u[c], g[c]);
@@ -583,10 +574,10 @@ void fc_backward(const Weights<A>& w, const A* dg, const A* h, const A* u, const
       if (du[c] != A(0)) axpy_any<A>(du[c], w.W2 + c * w.Cr, dh, w.Cr);
     }
   }
-  std::fill(ds, ds + w.C, A(0));
+  if (ds) std::fill(ds, ds + w.C, A(0));
   for (int64_t r = 0; r < w.Cr; ++r) {
-    if (h[r] <= A(0)) dh[r] = A(0);                                  // through the ReLU
-    if (dh[r] != A(0)) axpy_any<A>(dh[r], w.W1 + r * w.C, ds, w.C);  // ds = W1^T dh
+    if (h[r] <= A(0)) dh[r] = A(0);                                        // through the ReLU
+    if (ds && dh[r] != A(0)) axpy_any<A>(dh[r], w.W1 + r * w.C, ds, w.C);  // ds = W1^T dh
   }
 }
 
@@ -684,17 +675,6 @@ bool channels_last(const at::Tensor& x) {
   return !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
-void check_args(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
-                const at::Tensor& b2) {
-  TORCH_CHECK(x.dim() == 4, "zoo::squeeze_excite: x must be [N, C, H, W], got ", x.sizes());
-  const int64_t C = x.size(1);
-  TORCH_CHECK(w1.dim() == 2 && w1.size(1) == C, "zoo::squeeze_excite: w1 must be [Cr, C]");
-  const int64_t Cr = w1.size(0);
-  TORCH_CHECK(b1.dim() == 1 && b1.size(0) == Cr, "zoo::squeeze_excite: b1 must be [Cr]");
-  TORCH_CHECK(w2.dim() == 2 && w2.size(0) == C && w2.size(1) == Cr, "zoo::squeeze_excite: w2 must be [C, Cr]");
-  TORCH_CHECK(b2.dim() == 1 && b2.size(0) == C, "zoo::squeeze_excite: b2 must be [C]");
-}
-
 // A weight as a contiguous A array: the tensor itself when it already is one (no copy;
 // the common case costs no dispatcher call), else a converted copy kept in `keep`.
 template <typename A>
@@ -744,8 +724,7 @@ at::Tensor dense(const at::Tensor& x) {
 
 at::Tensor se_forward_cpu(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                           const at::Tensor& b2, c10::string_view gate_name) {
-  check_args(x_in, w1, b1, w2, b2);
-  const Gate gate = parse_gate(std::string(gate_name));
+  const Gate gate = check_se_args(x_in, w1, b1, w2, b2, gate_name);
   const at::Tensor x = dense(x_in);
   const bool cl = channels_last(x);
   at::Tensor y = at::empty_like(x, cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
@@ -782,15 +761,15 @@ at::Tensor se_forward_cpu(const at::Tensor& x_in, const at::Tensor& w1, const at
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backward_cpu(
     const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
-    const at::Tensor& w2, const at::Tensor& b2, c10::string_view gate_name) {
-  check_args(x_in, w1, b1, w2, b2);
-  TORCH_CHECK(grad_in.sizes() == x_in.sizes(), "zoo::squeeze_excite_backward: grad_y must match x");
-  const Gate gate = parse_gate(std::string(gate_name));
+    const at::Tensor& w2, const at::Tensor& b2, c10::string_view gate_name, std::array<bool, 5> output_mask) {
+  const Gate gate = check_se_backward_args(grad_in, x_in, w1, b1, w2, b2, gate_name);
+  const bool need_dx = output_mask[0];
+  if (!need_dx && !se_any_weight_grad(output_mask)) return {};
   at::Tensor x = dense(x_in);
   const bool cl = channels_last(x);
   const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   const at::Tensor dy = grad_in.to(x.scalar_type()).contiguous(fmt);
-  at::Tensor dx = at::empty_like(x, fmt);
+  at::Tensor dx = need_dx ? at::empty_like(x, fmt) : at::Tensor();
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), Cr = w1.size(0);
   at::Tensor dw1, db1, dw2, db2;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "zoo_squeeze_excite_backward", [&] {
@@ -803,8 +782,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backwa
     if (x.numel() > 0) {
       const scalar_t* xp = x.data_ptr<scalar_t>();
       const scalar_t* dyp = dy.data_ptr<scalar_t>();
-      scalar_t* dxp = dx.data_ptr<scalar_t>();
-      const bool stream = stream_output(x.nbytes() + dy.nbytes() + dx.nbytes());
+      scalar_t* dxp = need_dx ? dx.data_ptr<scalar_t>() : nullptr;
+      const bool stream = stream_output(x.nbytes() + dy.nbytes() + (need_dx ? dx.nbytes() : 0));
       A *Sp = S.data_ptr<A>(), *Zp = Z.data_ptr<A>(), *DUp = DU.data_ptr<A>(), *DHp = DH.data_ptr<A>();
       // per-sample scratch: sdx [C], h [Cr], u [C], g [C], ds/HW [C]
       std::vector<A> scratch(N * (4 * C + Cr));
@@ -820,15 +799,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backwa
             A *sdx = buf(n), *h = sdx + C, *u = h + Cr, *g = u + C, *ds = g + C;
             for (int64_t c = 0; c < C; ++c) s[c] *= inv_hw;
             fc_forward(w, s, h, Zp + n * Cr, u, g);
-            fc_backward(w, sdx, h, u, g, DUp + n * C, DHp + n * Cr, ds);
-            for (int64_t c = 0; c < C; ++c) ds[c] *= inv_hw;  // each pixel's share of d mean
+            fc_backward(w, sdx, h, u, g, DUp + n * C, DHp + n * Cr, need_dx ? ds : nullptr);
+            if (need_dx) {
+              for (int64_t c = 0; c < C; ++c) ds[c] *= inv_hw;  // each pixel's share of d mean
+            }
           },
           [&](int64_t n, int64_t c0, int64_t c1, bool next) {
+            if (!need_dx) return;  // no dx pass over the tensor
             const A* g = buf(n) + 2 * C + Cr;
             scale_pass<scalar_t, A>(dyp, dxp, cl, n, C, HW, c0, c1, g, g + C, stream, next, xp, dyp);
           });
     }
-    std::tie(dw1, db1, dw2, db2) = se_weight_grads(DU, Z, DH, S, w1, b1, w2, b2);
+    std::tie(dw1, db1, dw2, db2) = se_weight_grads(DU, Z, DH, S, w1, b1, w2, b2, output_mask);
   });
   return {dx, dw1, db1, dw2, db2};
 }

@@ -19,15 +19,23 @@
 #include <numeric>
 #include <vector>
 
+#include "../yolo_decode.h"
+#include "../checks.h"
 #include "nms_cpu.h"
 
 namespace zoo {
 namespace cpu {
 namespace {
 
-inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
+using yolo::sigmoid;
 
 constexpr int64_t kCellTile = 64;
+constexpr int64_t kGrainValues = 32768;
+// yolo_postprocess spreads images over threads only when the images after the first are
+// expected to take about 40 ms or more on one core (see yolo_postprocess_cpu). Work is
+// counted in candidates, plus one tenth of a candidate per scanned row (measured on the
+// 2-core CPU: about 150 ns per multi-label candidate, 15 ns per scanned row).
+constexpr int64_t kParallelWork = int64_t(1) << 18;
 
 template <typename scalar_t>
 void decode_image_tiles(const scalar_t* in, scalar_t* out, const float* anchors, int64_t A, int64_t K, int64_t H,
@@ -39,10 +47,10 @@ void decode_image_tiles(const scalar_t* in, scalar_t* out, const float* anchors,
   for (int64_t cell = c0; cell < c1; ++cell) {
     const float gx = static_cast<float>(cell % W), gy = static_cast<float>(cell / W);
     scalar_t* row = dst + cell * K;
-    row[0] = static_cast<scalar_t>((sigmoid(static_cast<float>(src[cell])) + gx) * stride);
-    row[1] = static_cast<scalar_t>((sigmoid(static_cast<float>(src[HW + cell])) + gy) * stride);
-    row[2] = static_cast<scalar_t>(std::exp(static_cast<float>(src[2 * HW + cell])) * aw);
-    row[3] = static_cast<scalar_t>(std::exp(static_cast<float>(src[3 * HW + cell])) * ah);
+    row[0] = static_cast<scalar_t>(yolo::decode_xy(static_cast<float>(src[cell]), gx, stride));
+    row[1] = static_cast<scalar_t>(yolo::decode_xy(static_cast<float>(src[HW + cell]), gy, stride));
+    row[2] = static_cast<scalar_t>(yolo::decode_wh(static_cast<float>(src[2 * HW + cell]), aw));
+    row[3] = static_cast<scalar_t>(yolo::decode_wh(static_cast<float>(src[3 * HW + cell]), ah));
   }
   for (int64_t k = 4; k < K; ++k) {
     const scalar_t* plane = src + k * HW;
@@ -53,23 +61,22 @@ void decode_image_tiles(const scalar_t* in, scalar_t* out, const float* anchors,
 }
 
 at::Tensor yolo_decode_cpu(const at::Tensor& pred, const at::Tensor& anchors, double stride) {
-  TORCH_CHECK(pred.dim() == 4, "zoo::yolo_decode: pred must be [B, A*(5+C), H, W]");
-  TORCH_CHECK(anchors.dim() == 2 && anchors.size(1) == 2 && anchors.size(0) > 0,
-              "zoo::yolo_decode: anchors must be [A, 2]");
+  const at::Tensor anc = checks::yolo_decode_args(pred, anchors, stride);  // fp32, contiguous
   const int64_t B = pred.size(0), CH = pred.size(1), H = pred.size(2), W = pred.size(3), A = anchors.size(0);
-  TORCH_CHECK(CH % A == 0 && CH / A >= 5, "zoo::yolo_decode: channels ", CH, " are not A*(5+C) for A=", A);
   const int64_t K = CH / A, HW = H * W;
   const at::Tensor p = pred.contiguous();
-  const at::Tensor anc = anchors.to(at::kFloat).contiguous();
   at::Tensor out = at::empty({B, A * HW, K}, pred.options());
   if (out.numel() == 0) return out;
-  const int64_t tiles = (HW + kCellTile - 1) / kCellTile;
+  const int64_t tiles = ceil_div(HW, kCellTile);
+  // Threads only for chunks of at least kGrainValues output values (torch's own grain for
+  // elementwise ops): a small map is decoded on the calling thread, without a fork.
+  const int64_t grain = std::max<int64_t>(1, kGrainValues / (kCellTile * K));
   const float s = static_cast<float>(stride);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.scalar_type(), "zoo_yolo_decode", [&] {
     const scalar_t* in = p.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     const float* an = anc.data_ptr<float>();
-    at::parallel_for(0, B * A * tiles, 1, [&](int64_t lo, int64_t hi) {
+    at::parallel_for(0, B * A * tiles, grain, [&](int64_t lo, int64_t hi) {
       for (int64_t t = lo; t < hi; ++t) {
         const int64_t tile = t % tiles, ba = t / tiles;
         const int64_t c0 = tile * kCellTile, c1 = std::min(HW, c0 + kCellTile);
@@ -118,11 +125,12 @@ void scan_scale(const ScaleView& v, int64_t b, int64_t K, float conf, bool multi
         has_nan |= std::isnan(cls[c]);
       }
       const float gx = static_cast<float>(cell % v.W), gy = static_cast<float>(cell / v.W);
-      const float cx = (sigmoid(static_cast<float>(src[cell])) + gx) * v.stride;
-      const float cy = (sigmoid(static_cast<float>(src[HW + cell])) + gy) * v.stride;
-      const float hw = std::exp(static_cast<float>(src[2 * HW + cell])) * v.anchors[2 * a] * 0.5f;
-      const float hh = std::exp(static_cast<float>(src[3 * HW + cell])) * v.anchors[2 * a + 1] * 0.5f;
-      const float x1 = cx - hw, y1 = cy - hh, x2 = cx + hw, y2 = cy + hh;
+      float box[4];
+      yolo::cxcywh_to_xyxy(yolo::decode_xy(static_cast<float>(src[cell]), gx, v.stride),
+                           yolo::decode_xy(static_cast<float>(src[HW + cell]), gy, v.stride),
+                           yolo::decode_wh(static_cast<float>(src[2 * HW + cell]), v.anchors[2 * a]),
+                           yolo::decode_wh(static_cast<float>(src[3 * HW + cell]), v.anchors[2 * a + 1]), box);
+      const float x1 = box[0], y1 = box[1], x2 = box[2], y2 = box[3];
       if (multi_label) {
         for (int64_t c = 0; c < C; ++c) {
           if (cls[c] > conf) cands.push_back({x1, y1, x2, y2, cls[c], c});
@@ -138,8 +146,9 @@ void scan_scale(const ScaleView& v, int64_t b, int64_t K, float conf, bool multi
   }
 }
 
-void postprocess_image(const std::vector<ScaleView>& scales, int64_t b, int64_t K, float conf, float iou_thr,
-                       int64_t max_det, int64_t max_nms, bool multi_label, Detections& out) {
+// Image b's detections into `out`; returns its number of candidates.
+int64_t postprocess_image(const std::vector<ScaleView>& scales, int64_t b, int64_t K, float conf, float iou_thr,
+                          int64_t max_det, int64_t max_nms, bool multi_label, Detections& out) {
   std::vector<Candidate> cands;
   std::vector<float> cls(K - 5);
   for (const ScaleView& v : scales) {
@@ -148,35 +157,30 @@ void postprocess_image(const std::vector<ScaleView>& scales, int64_t b, int64_t 
     });
   }
   const int64_t n = static_cast<int64_t>(cands.size());
-  if (n == 0) return;
-  // stable sort by score, descending; cap at max_nms
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int64_t i, int64_t j) { return cands[i].score > cands[j].score; });
+  if (n == 0) return 0;
+  // stable sort by score, descending (scores are > conf >= 0: never NaN); cap at max_nms
+  std::vector<uint32_t> key(n);
+  std::vector<int32_t> order(n);
+  for (int64_t i = 0; i < n; ++i) key[i] = descending_key(cands[i].score), order[i] = static_cast<int32_t>(i);
+  radix_sort_pairs(key, order);
   const int64_t m = std::min(n, max_nms);
-  // per-class greedy NMS over the capped list (classes appear in score order)
-  std::vector<int64_t> label_ids;
-  for (int64_t r = 0; r < m; ++r) label_ids.push_back(cands[order[r]].label);
-  std::sort(label_ids.begin(), label_ids.end());
-  label_ids.erase(std::unique(label_ids.begin(), label_ids.end()), label_ids.end());
-  std::vector<uint8_t> keep(m, 0);
-  std::vector<uint8_t> local;
-  std::vector<int64_t> members;
-  for (int64_t lab : label_ids) {
-    members.clear();
-    SortedBoxes sb;
-    for (int64_t r = 0; r < m; ++r) {
-      const Candidate& c = cands[order[r]];
-      if (c.label != lab) continue;
-      members.push_back(r);
-      sb.push(c.x1, c.y1, c.x2, c.y2);
-    }
-    local.assign(members.size(), 0);
-    greedy_nms(sb, iou_thr, local.data(), /*parallel=*/false);
-    for (size_t i = 0; i < members.size(); ++i) {
-      if (local[i]) keep[members[i]] = 1;
-    }
+  // per-class greedy NMS over the capped list: ranks grouped by class, each group in rank order
+  std::vector<uint32_t> label(m);
+  std::vector<int32_t> by_label(m);
+  for (int64_t r = 0; r < m; ++r) {
+    label[r] = static_cast<uint32_t>(cands[order[r]].label), by_label[r] = static_cast<int32_t>(r);
+  }
+  radix_sort_pairs(label, by_label);
+  SortedBoxes<float> sb;
+  sb.reserve(m);
+  for (int64_t j = 0; j < m; ++j) {
+    const Candidate& c = cands[order[by_label[j]]];
+    sb.push(c.x1, c.y1, c.x2, c.y2, by_label[j]);
+  }
+  std::vector<uint8_t> keep(m, 0);  // by rank
+  for (int64_t begin = 0, end = 0; begin < m; begin = end) {
+    while (end < m && label[end] == label[begin]) ++end;
+    greedy_nms<float>(sb, begin, end, iou_thr, keep.data());
   }
   for (int64_t r = 0, taken = 0; r < m && taken < max_det; ++r) {
     if (!keep[r]) continue;
@@ -186,43 +190,52 @@ void postprocess_image(const std::vector<ScaleView>& scales, int64_t b, int64_t 
     out.labels.push_back(c.label);
     ++taken;
   }
+  return n;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> yolo_postprocess_cpu(
     at::TensorList preds, at::TensorList anchors, at::ArrayRef<double> strides, double conf_threshold,
     double iou_threshold, int64_t max_det, int64_t max_nms, bool multi_label) {
-  const int64_t S = static_cast<int64_t>(preds.size());
-  TORCH_CHECK(S > 0 && static_cast<int64_t>(anchors.size()) == S && static_cast<int64_t>(strides.size()) == S,
-              "zoo::yolo_postprocess: preds, anchors and strides must have one entry per scale");
-  TORCH_CHECK(max_det > 0 && max_nms > 0, "zoo::yolo_postprocess: max_det and max_nms must be positive");
-  const int64_t B = preds[0].size(0);
-  int64_t K = -1;
+  int64_t C = 0;
+  const std::vector<at::Tensor> host_anchors =
+      checks::yolo_postprocess_args(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, C);
+  const int64_t S = static_cast<int64_t>(preds.size()), K = 5 + C, B = preds[0].size(0);
   std::vector<at::Tensor> keep_alive;  // contiguous copies backing the views
   std::vector<ScaleView> scales;
+  int64_t rows = 0;  // rows (cells x anchors) of one image, over all scales
   for (int64_t s = 0; s < S; ++s) {
     const at::Tensor p = preds[s].contiguous();
-    const at::Tensor a = anchors[s].to(at::kFloat).contiguous();
-    TORCH_CHECK(p.dim() == 4 && p.size(0) == B, "zoo::yolo_postprocess: preds[", s, "] must be [B, A*(5+C), H, W]");
-    TORCH_CHECK(a.dim() == 2 && a.size(1) == 2 && a.size(0) > 0, "zoo::yolo_postprocess: anchors[", s, "] must be [A, 2]");
+    const at::Tensor& a = host_anchors[s];
     const int64_t A = a.size(0);
-    TORCH_CHECK(p.size(1) % A == 0, "zoo::yolo_postprocess: preds[", s, "] channels are not A*(5+C)");
-    const int64_t k = p.size(1) / A;
-    TORCH_CHECK(k >= 6 && (K < 0 || k == K), "zoo::yolo_postprocess: preds[", s, "] has a different class count");
-    K = k;
     keep_alive.push_back(p);
-    keep_alive.push_back(a);
     scales.push_back({p.data_ptr(), p.scalar_type(), a.data_ptr<float>(), A, p.size(2), p.size(3),
                       static_cast<float>(strides[s])});
+    rows += A * p.size(2) * p.size(3);
   }
+  // Candidates of one image are numbered with int32 (as NMS numbers boxes).
+  const int64_t most = multi_label ? rows * C : rows;
+  TORCH_CHECK_VALUE(most <= checks::kMaxBoxes, "preds: up to ", most, " candidates per image (", rows, " rows",
+                    multi_label ? " x classes" : "", "); at most ", checks::kMaxBoxes, " (2**31 - 1) are supported");
   const float conf = static_cast<float>(conf_threshold);  // scores are compared in fp32, as torch does
   const float iou_thr = float_threshold(iou_threshold);
 
+  // Image 0 runs on this thread; its candidate count estimates the work of the others, and
+  // they go to threads only when that is large (kParallelWork). A fork waits for every
+  // thread, and a thread that a busy neighbour process has descheduled can take a scheduler
+  // time slice (milliseconds) to arrive: more than a typical batch takes on one core.
   std::vector<Detections> per_image(B);
-  at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+  auto run = [&](int64_t lo, int64_t hi) {
     for (int64_t b = lo; b < hi; ++b) {
       postprocess_image(scales, b, K, conf, iou_thr, max_det, max_nms, multi_label, per_image[b]);
     }
-  });
+  };
+  const int64_t first =
+      B > 0 ? postprocess_image(scales, 0, K, conf, iou_thr, max_det, max_nms, multi_label, per_image[0]) : 0;
+  if (B > 1 && (B - 1) * (first + rows / 10) >= kParallelWork) {
+    at::parallel_for(1, B, 1, run);
+  } else {
+    run(1, B);
+  }
 
   int64_t total = 0;
   for (const Detections& d : per_image) total += static_cast<int64_t>(d.scores.size());

@@ -19,15 +19,21 @@ struct NmsSegments {
   int64_t cap = INT64_MAX;
 };
 
+// Raises ValueError (naming `name`) unless the suppression mask of one NMS problem of n
+// boxes fits: n * ceil(n / 64) 64-bit words, at most 65535 words per row (the mask kernel's
+// grid), in the memory the device has available (free, plus what torch's caching allocator
+// holds reserved but unallocated). Call it before sorting or allocating anything.
+void check_mask_fits(int64_t n, const char* name, c10::Device device);
+
 // Greedy NMS of every segment, asynchronous on the current stream.
-//   boxes:  [M, 4] fp32 xyxy, contiguous, in visiting order.
+//   boxes:  [M, 4] xyxy, contiguous, in visiting order: fp32, or fp64 (computed in fp64).
 //   cats:   undefined, or int64 [M] categories: boxes of different categories never
 //           suppress each other (per-category NMS over the same order).
 //   num_segments, max_size: number of segments and the largest size_s (host values,
 //           they size the launch and the scratch buffers).
 //   iou_threshold: box j is suppressed by an earlier kept box i when
 //           IoU(i, j) > iou_threshold (compared as in double), with
-//           IoU = inter / (area_i + area_j - inter) in fp32.
+//           IoU = inter / (area_i + area_j - inter) in the boxes' dtype.
 //   limit:  a segment stops after this many kept boxes.
 //   out_pos:   int64 [M]; for each segment, the sorted positions of its kept boxes are
 //              written in visiting order to out_pos[begin_s], out_pos[begin_s + 1], ...

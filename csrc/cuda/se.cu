@@ -26,8 +26,9 @@
 //   1. pool of x and dy * x (the same pool kernels, reading dy and x once);
 //   2. se_fc_backward_kernel: per sample, recompute s, h, z, u, g, then du = dg * gate'(u),
 //      dh = (W2^T du) * [h > 0], ds = W1^T dh; writes the rows S, Z, DU, DH and G, ds / HW;
-//   3. se_scale_kernel with the bias ds / HW;
-//   then dW2 = DU^T Z, db2 = sum_n DU, dW1 = DH^T S, db1 = sum_n DH with ATen on the device.
+//   3. se_scale_kernel with the bias ds / HW (skipped when output_mask says no dx);
+//   then dW2 = DU^T Z, db2 = sum_n DU, dW1 = DH^T S, db1 = sum_n DH with ATen on the device
+//   (each only when output_mask asks for it).
 // Everything runs on the current stream; there is no host synchronisation.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -39,11 +40,14 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <string>
 #include <tuple>
 
+#include "../common.h"
+#include "../se_checks.h"
 #include "../se_grads.h"
 
 namespace zoo {
@@ -62,20 +66,10 @@ constexpr int64_t kMinBlockChunk = 2048;      // elements per block when a plane
 constexpr int64_t kMaxSplits = 256;           // splits of H*W (gridDim.y), << 65535
 constexpr int64_t kMaxGridX = int64_t(1) << 30;  // grid-stride loops beyond this
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 int next_pow2(int64_t v) {
   int p = 1;
   while (p < v && p < (1 << 30)) p <<= 1;
   return p;
-}
-
-enum class Gate { kSigmoid, kHardSigmoid };
-
-Gate parse_gate(const std::string& gate) {
-  if (gate == "sigmoid") return Gate::kSigmoid;
-  if (gate == "hard_sigmoid") return Gate::kHardSigmoid;
-  TORCH_CHECK(false, "zoo::squeeze_excite: gate must be 'sigmoid' or 'hard_sigmoid', got '", gate, "'");
 }
 
 // ---------------------------------------------------------------- device helpers
@@ -168,28 +162,41 @@ struct Fc {
   bool hard;
 };
 
-// Block-wide: from s [C] to z [Cr] and g [C]. h = W1 s + b1 takes one warp per row r (lanes
-// along C); u = W2 z + b2 one thread per channel c (reading W2T along C). g may alias s (s is
-// only read before the barrier).
+// Block-wide M v for a row-major M [rows, C]: a warp per row, lanes along C (coalesced);
+// lane 0 of the row's warp calls out(r, (M v)[r]).
+template <typename A, typename Out>
+__device__ __forceinline__ void rows_dot(const A* M, const A* v, int64_t rows, int64_t C, Out out) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int64_t r = warp; r < rows; r += kWarps) {
+    const A* row = M + r * C;
+    A acc = A(0);
+    for (int64_t c = lane; c < C; c += 32) acc += row[c] * v[c];
+    acc = warp_sum(acc);
+    if (lane == 0) out(r, acc);
+  }
+}
+
+// Block-wide M^T v for a row-major M [rows, C]: a thread per column c (neighbouring threads
+// read neighbouring columns, coalesced); the thread calls out(c, (M^T v)[c]).
+template <typename A, typename Out>
+__device__ __forceinline__ void cols_dot(const A* M, const A* v, int64_t rows, int64_t C, Out out) {
+  for (int64_t c = threadIdx.x; c < C; c += kThreads) {
+    A acc = A(0);
+    for (int64_t r = 0; r < rows; ++r) acc += M[r * C + c] * v[r];
+    out(c, acc);
+  }
+}
+
+// Block-wide: from s [C] to z [Cr] and g [C]: h = W1 s + b1, z = relu(h), u = W2 z + b2
+// (= W2T^T z), g = gate(u). g may alias s (s is only read before the barrier).
 template <typename A>
 __device__ void fc_forward(const Fc<A>& w, const A* s, A* z, A* g) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int64_t r = warp; r < w.Cr; r += kWarps) {
-    const A* row = w.W1 + r * w.C;
-    A acc = A(0);
-    for (int64_t c = lane; c < w.C; c += 32) acc += row[c] * s[c];
-    acc = warp_sum(acc);
-    if (lane == 0) {
-      const A h = acc + w.B1[r];
-      z[r] = h > A(0) ? h : A(0);
-    }
-  }
+  rows_dot(w.W1, s, w.Cr, w.C, [&](int64_t r, A acc) {
+    const A h = acc + w.B1[r];
+    z[r] = h > A(0) ? h : A(0);
+  });
   __syncthreads();
-  for (int64_t c = threadIdx.x; c < w.C; c += kThreads) {
-    A acc = A(0);
-    for (int64_t r = 0; r < w.Cr; ++r) acc += w.W2T[r * w.C + c] * z[r];
-    g[c] = gate_fn(w.hard, acc + w.B2[c]);
-  }
+  cols_dot(w.W2T, z, w.Cr, w.C, [&](int64_t c, A acc) { g[c] = gate_fn(w.hard, acc + w.B2[c]); });
 }
 
 // ---------------------------------------------------------------- single-kernel forward
@@ -489,7 +496,6 @@ __global__ void __launch_bounds__(kThreads)
                           Fc<A> w, bool use_smem, BackRows<A> out) {
   extern __shared__ __align__(16) unsigned char se_smem[];
   const int64_t C = w.C, Cr = w.Cr;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const A count = static_cast<A>(HW);
   A* sm = reinterpret_cast<A*>(se_smem);
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
@@ -508,51 +514,33 @@ __global__ void __launch_bounds__(kThreads)
       s_row[c] = v;
     }
     __syncthreads();
-    // h = W1 s + b1, z = relu(h): a warp per row
-    for (int64_t r = warp; r < Cr; r += kWarps) {
-      const A* row = w.W1 + r * C;
-      A acc = A(0);
-      for (int64_t c = lane; c < C; c += 32) acc += row[c] * s[c];
-      acc = warp_sum(acc);
-      if (lane == 0) {
-        const A h = acc + w.B1[r];
-        const A zr = h > A(0) ? h : A(0);
-        z[r] = zr;
-        z_row[r] = zr;
-      }
-    }
+    // h = W1 s + b1, z = relu(h)
+    rows_dot(w.W1, s, Cr, C, [&](int64_t r, A acc) {
+      const A h = acc + w.B1[r];
+      const A zr = h > A(0) ? h : A(0);
+      z[r] = zr;
+      z_row[r] = zr;
+    });
     __syncthreads();
-    // u = W2 z + b2, g = gate(u), du = dg * gate'(u): a thread per channel
-    for (int64_t c = threadIdx.x; c < C; c += kThreads) {
-      A acc = A(0);
-      for (int64_t r = 0; r < Cr; ++r) acc += w.W2T[r * C + c] * z[r];
+    // u = W2 z + b2, g = gate(u), du = dg * gate'(u)
+    cols_dot(w.W2T, z, Cr, C, [&](int64_t c, A acc) {
       const A u = acc + w.B2[c];
       const A g = gate_fn(w.hard, u);
       const A v = split_sum(Pd, S, N * C, n * C + c) * gate_grad(w.hard, u, g);
       out.G[n * C + c] = g;
       du[c] = v;
       du_row[c] = v;
-    }
+    });
     __syncthreads();
-    // dh = (W2^T du) * [h > 0] (h > 0 exactly when z > 0): a warp per row of W2T
-    for (int64_t r = warp; r < Cr; r += kWarps) {
-      const A* row = w.W2T + r * C;
-      A acc = A(0);
-      for (int64_t c = lane; c < C; c += 32) acc += row[c] * du[c];
-      acc = warp_sum(acc);
-      if (lane == 0) {
-        const A v = z[r] > A(0) ? acc : A(0);
-        dh[r] = v;
-        dh_row[r] = v;
-      }
-    }
+    // dh = (W2^T du) * [h > 0] (h > 0 exactly when z > 0)
+    rows_dot(w.W2T, du, Cr, C, [&](int64_t r, A acc) {
+      const A v = z[r] > A(0) ? acc : A(0);
+      dh[r] = v;
+      dh_row[r] = v;
+    });
     __syncthreads();
-    // ds = W1^T dh: a thread per channel; each pixel gets ds / HW
-    for (int64_t c = threadIdx.x; c < C; c += kThreads) {
-      A acc = A(0);
-      for (int64_t r = 0; r < Cr; ++r) acc += w.W1[r * C + c] * dh[r];
-      out.Bias[n * C + c] = acc / count;
-    }
+    // ds = W1^T dh; each pixel gets ds / HW
+    cols_dot(w.W1, dh, Cr, C, [&](int64_t c, A acc) { out.Bias[n * C + c] = acc / count; });
     __syncthreads();  // the scratch is reused by the next sample
   }
 }
@@ -664,24 +652,6 @@ bool channels_last(const at::Tensor& x) {
 at::Tensor dense(const at::Tensor& x) {
   if (x.is_contiguous() || x.is_contiguous(at::MemoryFormat::ChannelsLast)) return x;
   return x.contiguous();
-}
-
-void check_args(const char* op, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
-                const at::Tensor& w2, const at::Tensor& b2) {
-  TORCH_CHECK(x.is_cuda(), op, ": x must be a CUDA tensor, got one on ", x.device());
-  TORCH_CHECK(x.dim() == 4, op, ": x must be [N, C, H, W], got ", x.sizes());
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()), op, ": x must be floating point, got ", x.scalar_type());
-  const int64_t C = x.size(1);
-  TORCH_CHECK(w1.dim() == 2 && w1.size(1) == C, op, ": w1 must be [Cr, C]");
-  const int64_t Cr = w1.size(0);
-  TORCH_CHECK(b1.dim() == 1 && b1.size(0) == Cr, op, ": b1 must be [Cr]");
-  TORCH_CHECK(w2.dim() == 2 && w2.size(0) == C && w2.size(1) == Cr, op, ": w2 must be [C, Cr]");
-  TORCH_CHECK(b2.dim() == 1 && b2.size(0) == C, op, ": b2 must be [C]");
-  for (const at::Tensor* t : {&w1, &b1, &w2, &b2}) {
-    TORCH_CHECK(t->device() == x.device(), op, ": the weights must be on x's device (", x.device(), "), got ",
-                t->device());
-    TORCH_CHECK(at::isFloatingType(t->scalar_type()), op, ": the weights must be floating point");
-  }
 }
 
 // Weights in the accumulation type A, contiguous, W2 transposed. Holds the tensors alive.
@@ -800,8 +770,7 @@ void launch_scale(const T* in, T* out, const A* g, const A* bias, int64_t numel,
 
 at::Tensor se_forward_cuda(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                            const at::Tensor& b2, c10::string_view gate_name) {
-  check_args("zoo::squeeze_excite", x_in, w1, b1, w2, b2);
-  const bool hard = parse_gate(std::string(gate_name)) == Gate::kHardSigmoid;
+  const bool hard = check_se_args(x_in, w1, b1, w2, b2, gate_name) == Gate::kHardSigmoid;
   c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = dense(x_in);
   const bool cl = channels_last(x);
@@ -849,20 +818,18 @@ at::Tensor se_forward_cuda(const at::Tensor& x_in, const at::Tensor& w1, const a
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backward_cuda(
     const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
-    const at::Tensor& w2, const at::Tensor& b2, c10::string_view gate_name) {
-  check_args("zoo::squeeze_excite_backward", x_in, w1, b1, w2, b2);
-  TORCH_CHECK(grad_in.sizes() == x_in.sizes(), "zoo::squeeze_excite_backward: grad_y must match x, got ",
-              grad_in.sizes(), " and ", x_in.sizes());
-  TORCH_CHECK(grad_in.device() == x_in.device(), "zoo::squeeze_excite_backward: grad_y must be on x's device");
-  const bool hard = parse_gate(std::string(gate_name)) == Gate::kHardSigmoid;
+    const at::Tensor& w2, const at::Tensor& b2, c10::string_view gate_name, std::array<bool, 5> output_mask) {
+  const bool hard = check_se_backward_args(grad_in, x_in, w1, b1, w2, b2, gate_name) == Gate::kHardSigmoid;
+  const bool need_dx = output_mask[0];
+  if (!need_dx && !se_any_weight_grad(output_mask)) return {};
   c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = dense(x_in);
   const bool cl = channels_last(x);
   const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  at::Tensor dx = at::empty_like(x, fmt);
+  at::Tensor dx = need_dx ? at::empty_like(x, fmt) : at::Tensor();
   if (x.numel() == 0) {
-    return {dx, at::zeros(w1.sizes(), w1.options()), at::zeros(b1.sizes(), b1.options()),
-            at::zeros(w2.sizes(), w2.options()), at::zeros(b2.sizes(), b2.options())};
+    auto zeros_if = [&](int i, const at::Tensor& w) { return output_mask[i] ? at::zeros_like(w) : at::Tensor(); };
+    return {dx, zeros_if(1, w1), zeros_if(2, b1), zeros_if(3, w2), zeros_if(4, b2)};
   }
   const at::Tensor dy = grad_in.to(x.scalar_type()).contiguous(fmt);
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), Cr = w1.size(0);
@@ -897,12 +864,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backwa
         P.data_ptr<A>(), Pd.data_ptr<A>(), plan.S, N, HW, fc, use_smem, rows);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
 
-    // pass 2: dx = dy * g + ds / HW
-    launch_scale<scalar_t, A>(dyp, dx.data_ptr<scalar_t>(), G.data_ptr<A>(), Bias.data_ptr<A>(), x.numel(), C,
-                              HW, cl, stream);
+    // pass 2: dx = dy * g + ds / HW, only when dx is wanted
+    if (need_dx) {
+      launch_scale<scalar_t, A>(dyp, dx.data_ptr<scalar_t>(), G.data_ptr<A>(), Bias.data_ptr<A>(), x.numel(), C,
+                                HW, cl, stream);
+    }
 
-    // weight gradients, summed over samples on the device
-    std::tie(dw1, db1, dw2, db2) = se_weight_grads(DU, Z, DH, S, w1, b1, w2, b2);
+    // weight gradients (those wanted), summed over samples on the device
+    std::tie(dw1, db1, dw2, db2) = se_weight_grads(DU, Z, DH, S, w1, b1, w2, b2, output_mask);
   });
   return {dx, dw1, db1, dw2, db2};
 }

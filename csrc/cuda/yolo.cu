@@ -31,6 +31,9 @@
 #include <tuple>
 #include <vector>
 
+#include "../checks.h"
+#include "../common.h"
+#include "../yolo_decode.h"
 #include "nms_cuda.h"
 
 namespace zoo {
@@ -43,29 +46,23 @@ constexpr int kTileP = 32;          // decode tile: grid cells ...
 constexpr int kTileK = 32;          // ... x channels
 constexpr int kTileRows = 8;        // decode block: kTileP x kTileRows threads
 constexpr int64_t kMaxBlocks = 1 << 20;  // 1-D kernels use grid-stride loops beyond this
-constexpr int64_t kMaxGridY = 65535;
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// sigmoid as torch computes it in fp32: 1 / (1 + exp(-x)), with the accurate expf (this
-// file is built without fast math) and IEEE add/div.
-__device__ __forceinline__ float sigmoid_f(float x) { return __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-x))); }
+using yolo::sigmoid;
 
 template <typename scalar_t>
 __device__ __forceinline__ float load_f(const scalar_t* p) {
   return static_cast<float>(*p);
 }
 
-// Channel k of a decoded cell at grid (gx, gy): centre and size in pixels, then sigmoid
-// of the objectness and class logits. The same fp32 operations, in the same order, as
-// the reference; the _rn intrinsics keep nvcc from fusing them.
+// Channel k of a decoded cell at grid (gx, gy): centre and size in pixels (yolo_decode.h),
+// then sigmoid of the objectness and class logits.
 __device__ __forceinline__ float decode_channel(int64_t k, float v, float gx, float gy, float aw, float ah,
                                                 float stride) {
-  if (k == 0) return __fmul_rn(__fadd_rn(sigmoid_f(v), gx), stride);
-  if (k == 1) return __fmul_rn(__fadd_rn(sigmoid_f(v), gy), stride);
-  if (k == 2) return __fmul_rn(expf(v), aw);
-  if (k == 3) return __fmul_rn(expf(v), ah);
-  return sigmoid_f(v);
+  if (k == 0) return yolo::decode_xy(v, gx, stride);
+  if (k == 1) return yolo::decode_xy(v, gy, stride);
+  if (k == 2) return yolo::decode_wh(v, aw);
+  if (k == 3) return yolo::decode_wh(v, ah);
+  return sigmoid(v);
 }
 
 // grid (B*A*p_tiles, ceil(K/kTileK)), block (kTileP, kTileRows).
@@ -114,7 +111,7 @@ __device__ __forceinline__ bool best_class(const scalar_t* cls, int64_t HW, int6
   best = 0.f;
   label = 0;
   for (int64_t c = 0; c < C; ++c) {
-    const float s = __fmul_rn(obj, sigmoid_f(load_f(cls + c * HW)));
+    const float s = obj * sigmoid(load_f(cls + c * HW));
     if (c == 0 || s > best) {
       best = s;
       label = c;
@@ -137,12 +134,12 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t b = ba / A;
     const scalar_t* cell = pred + ba * (5 + C) * HW + p;  // channel k at cell[k * HW]
     int32_t n = 0;
-    const float obj = sigmoid_f(load_f(cell + 4 * HW));
+    const float obj = sigmoid(load_f(cell + 4 * HW));
     if (obj > conf) {  // otherwise no class can pass: obj * cls <= obj
       const scalar_t* cls = cell + 5 * HW;
       if (kMulti) {
         for (int64_t c = 0; c < C; ++c) {
-          if (__fmul_rn(obj, sigmoid_f(load_f(cls + c * HW))) > conf) ++n;
+          if (obj * sigmoid(load_f(cls + c * HW)) > conf) ++n;
         }
       } else {
         float best;
@@ -178,15 +175,12 @@ __global__ void __launch_bounds__(kThreads)
     const scalar_t* cell = pred + ba * (5 + C) * HW + p;
     const float gx = static_cast<float>(p % W);
     const float gy = static_cast<float>(p / W);
-    const float cx = __fmul_rn(__fadd_rn(sigmoid_f(load_f(cell)), gx), stride);
-    const float cy = __fmul_rn(__fadd_rn(sigmoid_f(load_f(cell + HW)), gy), stride);
-    const float w = __fmul_rn(expf(load_f(cell + 2 * HW)), anchors[2 * a]);
-    const float h = __fmul_rn(expf(load_f(cell + 3 * HW)), anchors[2 * a + 1]);
-    const float half_w = __fmul_rn(w, 0.5f);
-    const float half_h = __fmul_rn(h, 0.5f);
-    const float4 box = make_float4(__fsub_rn(cx, half_w), __fsub_rn(cy, half_h), __fadd_rn(cx, half_w),
-                                   __fadd_rn(cy, half_h));
-    const float obj = sigmoid_f(load_f(cell + 4 * HW));
+    float xyxy[4];
+    yolo::cxcywh_to_xyxy(yolo::decode_xy(load_f(cell), gx, stride), yolo::decode_xy(load_f(cell + HW), gy, stride),
+                         yolo::decode_wh(load_f(cell + 2 * HW), anchors[2 * a]),
+                         yolo::decode_wh(load_f(cell + 3 * HW), anchors[2 * a + 1]), xyxy);
+    const float4 box = make_float4(xyxy[0], xyxy[1], xyxy[2], xyxy[3]);
+    const float obj = sigmoid(load_f(cell + 4 * HW));
     const scalar_t* cls = cell + 5 * HW;
 
     // Sort key: image ascending, then score descending. Scores are > conf >= 0, and the
@@ -201,7 +195,7 @@ __global__ void __launch_bounds__(kThreads)
     if (kMulti) {
       int32_t left = n;  // the count kernel's decisions, recomputed identically
       for (int64_t c = 0; c < C && left > 0; ++c) {
-        const float s = __fmul_rn(obj, sigmoid_f(load_f(cls + c * HW)));
+        const float s = obj * sigmoid(load_f(cls + c * HW));
         if (s > conf) {
           emit(slot++, s, c);
           --left;
@@ -219,29 +213,21 @@ __global__ void __launch_bounds__(kThreads)
 int grid_1d(int64_t n) { return static_cast<int>(std::min(ceil_div(n, kThreads), kMaxBlocks)); }
 
 at::Tensor yolo_decode_cuda(const at::Tensor& pred_in, const at::Tensor& anchors_in, double stride) {
-  TORCH_CHECK(pred_in.is_cuda(), "pred: expected a CUDA tensor, got one on ", pred_in.device());
-  TORCH_CHECK(pred_in.dim() == 4, "pred: expected [B, A*(5+C), H, W], got ", pred_in.sizes());
-  TORCH_CHECK(at::isFloatingType(pred_in.scalar_type()), "pred: expected a floating tensor, got ",
-              pred_in.scalar_type());
-  TORCH_CHECK(anchors_in.dim() == 2 && anchors_in.size(1) == 2 && anchors_in.size(0) >= 1,
-              "anchors: expected [A, 2], got ", anchors_in.sizes());
-  TORCH_CHECK(anchors_in.device() == pred_in.device(), "anchors: on ", anchors_in.device(), ", pred on ",
-              pred_in.device());
+  checks::yolo_decode_args(pred_in, anchors_in, stride);  // reads the A x 2 anchors on the host
   c10::cuda::CUDAGuard guard(pred_in.device());
 
   const at::Tensor pred = pred_in.contiguous();
   const at::Tensor anchors = anchors_in.to(at::kFloat).contiguous();
   const int64_t B = pred.size(0), CH = pred.size(1), H = pred.size(2), W = pred.size(3);
   const int64_t A = anchors.size(0);
-  TORCH_CHECK(CH % A == 0 && CH / A >= 5, "pred: ", CH, " channels is not A*(5+C) for A=", A);
   const int64_t K = CH / A, HW = H * W;
 
-  at::Tensor out = at::empty({B, A * HW, K}, pred.options());
-  if (out.numel() == 0) return out;
   const int64_t p_tiles = ceil_div(HW, kTileP);
   const int64_t k_tiles = ceil_div(K, kTileK);
-  TORCH_CHECK(B * A * p_tiles <= INT32_MAX && k_tiles <= kMaxGridY, "yolo_decode: input too large, ",
-              pred.sizes());
+  TORCH_CHECK_VALUE(B * A * p_tiles <= INT32_MAX && k_tiles <= kMaxGridY, "pred: shape ",
+                    checks::shape_str(pred.sizes()), " is too large for the CUDA decode kernel's grid");
+  at::Tensor out = at::empty({B, A * HW, K}, pred.options());
+  if (out.numel() == 0) return out;
   const dim3 grid(static_cast<unsigned>(B * A * p_tiles), static_cast<unsigned>(k_tiles));
   const dim3 block(kTileP, kTileRows);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
@@ -265,36 +251,19 @@ struct Scale {
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> yolo_postprocess_cuda(
     at::TensorList preds, at::TensorList anchors, at::ArrayRef<double> strides, double conf_threshold,
     double iou_threshold, int64_t max_det, int64_t max_nms, bool multi_label) {
-  TORCH_CHECK(!preds.empty(), "preds: expected at least one scale");
-  TORCH_CHECK(anchors.size() == preds.size(), "anchors: ", anchors.size(), " sets for ", preds.size(), " scales");
-  TORCH_CHECK(strides.size() == preds.size(), "strides: ", strides.size(), " values for ", preds.size(),
-              " scales");
-  TORCH_CHECK(max_det >= 1 && max_nms >= 1, "max_det and max_nms must be >= 1");
+  int64_t C = 0;
+  checks::yolo_postprocess_args(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, C);
   const at::Tensor& first = preds[0];
-  TORCH_CHECK(first.is_cuda(), "preds[0]: expected a CUDA tensor, got one on ", first.device());
-  TORCH_CHECK(first.dim() == 4, "preds[0]: expected [B, A*(5+C), H, W], got ", first.sizes());
   c10::cuda::CUDAGuard guard(first.device());
 
   // Scales and the row layout of one image: rows in (scale, anchor, y, x) order.
   const int64_t B = first.size(0);
-  int64_t C = -1, N = 0;
+  int64_t N = 0;
   std::vector<Scale> scales;
   for (size_t s = 0; s < preds.size(); ++s) {
     const at::Tensor& p = preds[s];
-    const at::Tensor& a = anchors[s];
-    TORCH_CHECK(p.device() == first.device() && a.device() == first.device(), "preds[", s, "] and anchors[",
-                s, "] must be on ", first.device());
-    TORCH_CHECK(p.dim() == 4 && at::isFloatingType(p.scalar_type()), "preds[", s,
-                "]: expected a floating [B, A*(5+C), H, W] tensor, got ", p.sizes(), " ", p.scalar_type());
-    TORCH_CHECK(a.dim() == 2 && a.size(1) == 2 && a.size(0) >= 1, "anchors[", s, "]: expected [A, 2], got ",
-                a.sizes());
-    const int64_t A = a.size(0);
-    TORCH_CHECK(p.size(1) % A == 0 && p.size(1) / A >= 6, "preds[", s, "]: ", p.size(1),
-                " channels is not A*(5+C) for A=", A);
-    const int64_t c = p.size(1) / A - 5;
-    TORCH_CHECK(p.size(0) == B && (C < 0 || c == C), "preds[", s, "]: batch and classes differ from preds[0]");
-    C = c;
-    Scale sc{p.contiguous(), a.to(at::kFloat).contiguous(), static_cast<float>(strides[s]), A, p.size(3),
+    const int64_t A = anchors[s].size(0);
+    Scale sc{p.contiguous(), anchors[s].to(at::kFloat).contiguous(), static_cast<float>(strides[s]), A, p.size(3),
              p.size(2) * p.size(3), N};
     N += A * sc.HW;
     scales.push_back(std::move(sc));
@@ -362,6 +331,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> yolo_postprocess_cuda
     const int64_t begin = b > 0 ? ie[b - 1] : 0;
     max_size = std::max(max_size, std::min(ie[b] - begin, max_nms));
   }
+  check_mask_fits(max_size, "max_nms", first.device());
   NmsSegments segs;
   segs.ends = image_ends.data_ptr<int64_t>();
   segs.n = M;

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -229,6 +230,46 @@ void test_yolo_decode() {
         }
   expect_floats("yolo_decode 2x14x2x3 row order a*H*W + y*W + x (all exact)",
                 decode.call(grid, f32({10, 20, 30, 40}, {2, 2}), 16.0), {B, A * H * W, 5 + C}, want);
+
+  // The size logits are capped at 10 before exp: tw = 50 and th = +inf both give exp(10) * anchor.
+  // exp(10) rounds to 22026.46484375 in fp32; times the anchors 16 and 32 (powers of 2) that is
+  // exact. tx = +inf, ty = -inf: sigmoid 1 and 0, so cx = (1 + 0) * 8 = 8 and cy = (0 + 0) * 8 = 0.
+  const float inf = std::numeric_limits<float>::infinity();
+  const at::Tensor extreme = f32({inf, -inf, 50, inf, 0, 0}, {1, 6, 1, 1});
+  expect_floats("yolo_decode caps tw = 50, th = inf at exp(10) * anchor", decode.call(extreme, f32({16, 32}, {1, 2}), 8.0),
+                {1, 1, 6}, {8, 0, 22026.46484375f * 16, 22026.46484375f * 32, 0.5f, 0.5f}, {0, 0, 4, 4, 0, 0});
+}
+
+// ---------------------------------------------------------------------------
+// Bad input: a c10::ValueError (Python's ValueError) naming the argument, from every entry point.
+// ---------------------------------------------------------------------------
+template <typename F>
+void expect_value_error(const std::string& what, const std::string& message_start, F&& call) {
+  try {
+    call();
+    report(false, what, "no exception");
+  } catch (const c10::ValueError& e) {
+    const std::string msg = e.what_without_backtrace();
+    report(msg.rfind(message_start, 0) == 0, what + ": ValueError \"" + message_start + "...\"", "got \"" + msg + "\"");
+  }
+}
+
+void test_input_checks() {
+  auto nms = op("zoo::nms").typed<at::Tensor(const at::Tensor&, const at::Tensor&, double)>();
+  auto decode = op("zoo::yolo_decode").typed<at::Tensor(const at::Tensor&, const at::Tensor&, double)>();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const at::Tensor scores = f32({0.5f, 0.9f}, {2});
+  expect_value_error("nms with a NaN coordinate", "boxes: contains NaN or infinite coordinates",
+                     [&] { nms.call(f32({0, 0, 1, nan, 0, 0, 2, 2}, {2, 4}), scores, 0.5); });
+  expect_value_error("nms with an inverted box", "boxes: expected x1 <= x2 and y1 <= y2",
+                     [&] { nms.call(f32({1, 0, 0, 1, 0, 0, 2, 2}, {2, 4}), scores, 0.5); });
+  expect_value_error("nms with iou_threshold NaN", "iou_threshold: expected a value in [0, 1], got nan",
+                     [&] { nms.call(f32({0, 0, 1, 1, 0, 0, 2, 2}, {2, 4}), scores, std::nan("")); });
+  // 1 anchor x (5 + 0) channels: no class at all
+  expect_value_error("yolo_decode with zero classes", "pred: channel count 5 is not A*(5+C) for A=1 anchors",
+                     [&] { decode.call(at::zeros({1, 5, 2, 2}, scores.options()), f32({10, 20}, {1, 2}), 8.0); });
+  expect_value_error("yolo_decode with a negative anchor", "anchors: anchor sizes must be finite and > 0",
+                     [&] { decode.call(at::zeros({1, 6, 2, 2}, scores.options()), f32({-10, 20}, {1, 2}), 8.0); });
 }
 
 // ---------------------------------------------------------------------------
@@ -331,6 +372,7 @@ void run_all() {
   section("batched_nms", test_batched_nms);
   section("yolo_decode", test_yolo_decode);
   section("yolo_postprocess", test_yolo_postprocess);
+  section("input checks", test_input_checks);
 }
 
 }  // namespace

@@ -10,8 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zoo.ops as ops
-from zoo.ops import _ext, reference
-from tests.ops.conftest import COCO_ANCHORS, STRIDES, clustered_boxes, uniform_boxes, yolo_maps, nms_adversarial_cases
+from zoo.ops import _ext, boxes, reference
+from tests.ops.conftest import (
+    BIG, COCO_ANCHORS, NEAR_THRESHOLD_PAIRS, STRIDES, clustered_boxes, extreme_logit_map, fp64_boxes,
+    near_threshold_pair, nms_adversarial_cases, nms_bad_inputs, uniform_boxes, yolo_decode_bad_inputs, yolo_maps,
+    yolo_postprocess_bad_inputs,
+)
 
 EXT = pytest.mark.skipif(not _ext.available(), reason="zoo._C not built")
 
@@ -109,6 +113,56 @@ def test_nms_threshold_compared_like_torchvision():
         assert torch.equal(reference.nms(boxes, scores, thr), want), thr
 
 
+@pytest.mark.parametrize("impl,n", _sized(NMS_IMPLS, [300, 3000], reference_max=300))
+def test_nms_fp64_computes_in_fp64(impl, n):
+    boxes, scores = fp64_boxes(n, seed=n)
+    differs = 0
+    for thr in torch.linspace(0.05, 0.95, 19).tolist() + [0.0, 1.0]:
+        want = torchvision.ops.nms(boxes, scores, thr)
+        assert torch.equal(impl(boxes, scores, thr), want), thr
+        differs += not torch.equal(torchvision.ops.nms(boxes.float(), scores.float(), thr), want)
+    assert differs > 0, "the fp32 computation should differ somewhere: the test would not see fp64 rounded to fp32"
+
+
+@pytest.mark.parametrize("impl", _impls(BATCHED_IMPLS))
+def test_batched_nms_fp64_computes_in_fp64(impl):
+    boxes, scores = fp64_boxes(2000, seed=5)
+    idxs = torch.randint(0, 5, (2000,), generator=torch.Generator().manual_seed(5))
+    for thr in (0.1, 0.3, 0.5, 0.7, 0.9):
+        # (above 1000 boxes torchvision runs its per-category path, exact for any coordinates)
+        want = torchvision.ops.batched_nms(boxes, scores, idxs, thr)
+        assert torch.equal(impl(boxes, scores, idxs, thr), want), thr
+        differs = not torch.equal(torchvision.ops.batched_nms(boxes.float(), scores.float(), idxs, thr), want)
+        assert differs or thr != 0.5, "fp32 should decide some pair otherwise at 0.5"
+
+
+@pytest.mark.parametrize("impl", _impls(NMS_IMPLS))
+@pytest.mark.parametrize("h,thr,fp64_keeps", NEAR_THRESHOLD_PAIRS)
+def test_nms_fp64near_threshold_pair(impl, h, thr, fp64_keeps):
+    boxes, scores = near_threshold_pair(h)
+    assert torchvision.ops.nms(boxes, scores, thr).tolist() == fp64_keeps
+    assert torchvision.ops.nms(boxes.float(), scores.float(), thr).tolist() != fp64_keeps  # fp32 decides otherwise
+    assert impl(boxes, scores, thr).tolist() == fp64_keeps
+
+
+@pytest.mark.parametrize("impl", _impls(BATCHED_IMPLS))
+@pytest.mark.parametrize("h,thr,fp64_keeps", NEAR_THRESHOLD_PAIRS)
+def test_batched_nms_fp64near_threshold_pair(impl, h, thr, fp64_keeps):
+    boxes, scores = near_threshold_pair(h)
+    idxs = torch.zeros(2, dtype=torch.int64)
+    assert torchvision.ops.batched_nms(boxes, scores, idxs, thr).tolist() == fp64_keeps
+    assert impl(boxes, scores, idxs, thr).tolist() == fp64_keeps
+
+
+@pytest.mark.parametrize("impl", _impls(NMS_IMPLS))
+def test_nms_fp64_scores_ordered_in_fp64(impl):
+    # equal in fp32, ordered in fp64: the later index scores higher and must be visited first
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 9.0]], dtype=torch.float64)
+    scores = torch.tensor([0.5, 0.5 + 1e-12], dtype=torch.float64)
+    assert torchvision.ops.nms(boxes, scores, 0.5).tolist() == [1]
+    assert impl(boxes, scores, 0.5).tolist() == [1]
+
+
 # ------------------------------------------------------------------------ batched_nms
 
 
@@ -196,6 +250,44 @@ def test_yolo_decode_closed_form():
                     want = [(0.5 + x) * 8, (0.5 + y) * 8, 2 * anchors[ai, 0].item(), 2 * anchors[ai, 1].item(),
                             0.5, 0.75, 0.5]
                     torch.testing.assert_close(row, torch.tensor(want), rtol=1e-6, atol=1e-6)
+
+
+def test_yolo_decode_caps_extreme_size_logits():
+    pred, anchors, stride = extreme_logit_map(), torch.tensor([[12.0, 20.0]]), 8.0
+    t = pred[0, :4, 0].t()  # [W, 4] (tx, ty, tw, th) per cell
+    grid = boxes.cell_grid(1, t.shape[0])[0]  # [W, 2]
+    want = boxes.decode_boxes(t, grid, anchors[0], stride)
+    cap = torch.exp(torch.tensor(boxes.WH_LOGIT_MAX))
+    assert boxes.WH_LOGIT_MAX == 10.0
+    # closed form: capped sizes are exp(10) * anchor, the others exp(t) * anchor
+    assert torch.equal(want[:, 2], torch.tensor([cap * 12, cap * 12, cap * 12, 0.0, 0.0, 12.0]))
+    assert torch.equal(want[:, 3], torch.tensor([cap * 20, cap * 20, cap * 20, 20.0, 0.0, 0.0]))
+    assert torch.equal(want[:, 0], torch.tensor([8.0, 8.0, 20.0, 32.0, 32.0, 44.0]))
+    assert torch.equal(want[:, 1], torch.tensor([0.0, 8.0, 8.0, 4.0, 4.0, 0.0]))
+    impls = {"reference": reference.yolo_decode, "api": ops.yolo_decode}
+    if _ext.available():
+        impls["ext"] = torch.ops.zoo.yolo_decode
+    for name, decode in impls.items():
+        got = decode(pred, anchors, stride)[0, :, :4]
+        assert torch.isfinite(got).all(), name
+        assert torch.equal(got, want), name
+
+
+def test_yolo_postprocess_returns_the_capped_boxes():
+    pred, anchors, stride = extreme_logit_map(), torch.tensor([[12.0, 20.0]]), 8.0
+    t = pred[0, :4, 0].t()
+    want = boxes.cxcywh_to_xyxy(boxes.decode_boxes(t, boxes.cell_grid(1, t.shape[0])[0], anchors[0], stride))
+    impls = {"reference": reference.yolo_postprocess}
+    if _ext.available():
+        impls["ext"] = torch.ops.zoo.yolo_postprocess
+    for name, post in impls.items():
+        got_boxes, scores, labels, _ = post([pred], [anchors], [stride], 0.5, 0.45, 300, 30000, False)
+        # every cell passes; scores rise with the cell index, and label x is cell x
+        assert labels.tolist() == [5, 4, 3, 2, 1, 0], name
+        assert torch.isfinite(got_boxes).all(), name
+        assert torch.equal(got_boxes, want[labels]), name
+    dets = ops.yolo_postprocess([pred], anchors, [stride], conf_threshold=0.5)
+    assert torch.equal(dets[0]["boxes"], want[dets[0]["labels"]])
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 1e-2), (torch.bfloat16, 1e-2)])
@@ -312,7 +404,19 @@ def test_ops_run_under_torch_compile():
 # ------------------------------------------------------------------------ input checks
 
 
-def test_nms_input_errors():
+@pytest.fixture(params=["ext", "torch"])
+def backend(request, monkeypatch):
+    """Runs a test through the extension and through the pure-torch fallback (ZOO_OPS=torch)."""
+    if request.param == "ext" and not _ext.available():
+        pytest.skip("zoo._C not built")
+    if request.param == "torch":
+        monkeypatch.setenv("ZOO_OPS", "torch")
+    else:
+        monkeypatch.delenv("ZOO_OPS", raising=False)
+    return request.param
+
+
+def test_nms_input_errors(backend):
     b, s = clustered_boxes(10)
     bad = {
         "boxes: expected a 2-D": (b[None], s, 0.5),
@@ -335,7 +439,7 @@ def test_nms_input_errors():
             ops.nms(*args)
 
 
-def test_batched_nms_input_errors():
+def test_batched_nms_input_errors(backend):
     b, s = clustered_boxes(10)
     i = torch.zeros(10, dtype=torch.int64)
     with pytest.raises(ValueError, match="idxs: expected an integer tensor"):
@@ -348,7 +452,7 @@ def test_batched_nms_input_errors():
         ops.batched_nms(b, s, i, -0.1)
 
 
-def test_yolo_input_errors():
+def test_yolo_input_errors(backend):
     maps = yolo_maps(batch=1, size=64, num_classes=2, positives=5)
     anc = list(COCO_ANCHORS.unbind(0))
     with pytest.raises(ValueError, match="pred: expected a 4-D"):
@@ -383,3 +487,111 @@ def test_yolo_input_errors():
         ops.yolo_postprocess(maps, anc, STRIDES, max_det=0)
     with pytest.raises(ValueError, match=r"strides\[1\]"):
         ops.yolo_postprocess(maps, anc, [8, float("nan"), 32])
+    with pytest.raises(ValueError, match="pred: channel count 15 is not A\\*\\(5\\+C\\) for A=3 anchors and C>=1"):
+        ops.yolo_decode(torch.zeros(1, 15, 4, 4), anc[0], 8)  # zero classes
+
+
+# ------------------------------------------------------------------------ the raw ops check their input too
+#
+# Each case is an input zoo.ops rejects. torch.ops.zoo.* (the C++ entry points, or the fake
+# kernel for "meta" tensors) must reject it with a ValueError carrying the same message, and so
+# must the pure-torch fallback (ZOO_OPS=torch).
+
+NMS_CASES = list(nms_bad_inputs())
+THRESHOLD_CASES = {"thr 1.5": 1.5, "thr -0.1": -0.1, "thr nan": float("nan"), "thr inf": float("inf")}
+
+
+def _message(fn, *args, **kwargs) -> str:
+    with pytest.raises(ValueError) as info:
+        fn(*args, **kwargs)
+    return str(info.value)
+
+
+def _same_rejection(api, raw, args, monkeypatch):
+    monkeypatch.delenv("ZOO_OPS", raising=False)
+    want = _message(api, *args)
+    assert _message(raw, *args) == want
+    monkeypatch.setenv("ZOO_OPS", "torch")
+    assert _message(api, *args) == want
+    return want
+
+
+@EXT
+@pytest.mark.parametrize("case", NMS_CASES + list(THRESHOLD_CASES))
+def test_raw_nms_rejects_what_the_api_rejects(case, monkeypatch):
+    b, s = clustered_boxes(10)
+    args = (*nms_bad_inputs()[case], 0.5) if case in NMS_CASES else (b, s, THRESHOLD_CASES[case])
+    msg = _same_rejection(ops.nms, torch.ops.zoo.nms, args, monkeypatch)
+    if case == "too many boxes":
+        assert msg.startswith("boxes: 2147483649 boxes")
+
+
+@EXT
+@pytest.mark.parametrize("case", [c for c in NMS_CASES if c != "boxes (0,)"] + list(THRESHOLD_CASES) + [
+    "idxs float", "idxs 2-D", "idxs short", "idxs on meta", "idxs bool"])
+def test_raw_batched_nms_rejects_what_the_api_rejects(case, monkeypatch):
+    b, s = clustered_boxes(10)
+    i = torch.arange(10) % 3
+    if case in NMS_CASES:
+        boxes, scores = nms_bad_inputs()[case]  # ("boxes (0,)" is no error here: test_empty_flat_boxes)
+        idxs = torch.zeros(1, dtype=torch.int64).expand(BIG) if case == "too many boxes" else i
+        args = (boxes, scores, idxs, 0.5)
+    elif case in THRESHOLD_CASES:
+        args = (b, s, i, THRESHOLD_CASES[case])
+    else:
+        idxs = {"idxs float": i.float(), "idxs 2-D": i[:, None], "idxs short": i[:8], "idxs on meta": i.to("meta"),
+                "idxs bool": i > 0}[case]
+        args = (b, s, idxs, 0.5)
+    _same_rejection(ops.batched_nms, torch.ops.zoo.batched_nms, args, monkeypatch)
+
+
+@EXT
+@pytest.mark.parametrize("case", list(yolo_decode_bad_inputs()))
+def test_raw_yolo_decode_rejects_what_the_api_rejects(case, monkeypatch):
+    _same_rejection(ops.yolo_decode, torch.ops.zoo.yolo_decode, yolo_decode_bad_inputs()[case], monkeypatch)
+
+
+def _api_postprocess(preds, anchors, strides, conf, iou, max_det, max_nms, multi_label):
+    return ops.yolo_postprocess(preds, anchors, strides, conf_threshold=conf, iou_threshold=iou, max_det=max_det,
+                                max_nms=max_nms, multi_label=multi_label)
+
+
+@EXT
+@pytest.mark.parametrize("case", list(yolo_postprocess_bad_inputs()))
+def test_raw_yolo_postprocess_rejects_what_the_api_rejects(case, monkeypatch):
+    _same_rejection(_api_postprocess, torch.ops.zoo.yolo_postprocess, yolo_postprocess_bad_inputs()[case], monkeypatch)
+
+
+# ------------------------------------------------------------------------ empty (0,) inputs, as torchvision
+
+
+EMPTY = {
+    "(0,) float": lambda: torch.zeros(0),
+    "(0, 4)": lambda: torch.zeros(0, 4),
+}
+
+
+@pytest.mark.parametrize("impl", _impls({"ext": ext_batched, "api": ops.batched_nms, "reference": reference.batched_nms}))
+@pytest.mark.parametrize("boxes", list(EMPTY))
+@pytest.mark.parametrize("idxs_dtype", [torch.int64, torch.int32, torch.float32])
+def test_empty_flat_boxes(impl, boxes, idxs_dtype):
+    """torchvision.ops.batched_nms takes boxes of shape (0,) (e.g. torch.tensor([])) as no boxes,
+    with scores (0,) and idxs (0,) of any dtype; so do the zoo's."""
+    b, s, i = EMPTY[boxes](), torch.zeros(0), torch.zeros(0, dtype=idxs_dtype)
+    want = torchvision.ops.batched_nms(b, s, i, 0.5)
+    if impl is ext_batched:
+        got = torch.ops.zoo.batched_nms(b, s, i, 0.5)
+    elif impl is reference.batched_nms:
+        got = reference.batched_nms(b.reshape(0, 4), s, i, 0.5)
+    else:
+        got = impl(b, s, i, 0.5)
+    assert got.shape == want.shape == (0,) and got.dtype == want.dtype == torch.int64
+
+
+def test_empty_flat_boxes_nms_rejected_like_torchvision(backend):
+    b, s = torch.zeros(0), torch.zeros(0)
+    with pytest.raises(RuntimeError, match="boxes should be a 2d tensor"):
+        torchvision.ops.nms(b, s, 0.5)
+    with pytest.raises(ValueError, match=r"boxes: expected a 2-D tensor, got shape \(0,\)"):
+        ops.nms(b, s, 0.5)
+    assert torchvision.ops.nms(b.view(0, 4), s, 0.5).shape == ops.nms(b.view(0, 4), s, 0.5).shape == (0,)

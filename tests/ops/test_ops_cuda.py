@@ -15,7 +15,11 @@ import torchvision
 import zoo  # noqa: F401
 import zoo.ops as ops
 from zoo.ops import _ext, reference
-from tests.ops.conftest import COCO_ANCHORS, STRIDES, clustered_boxes, uniform_boxes, yolo_maps, require_cuda_kernels, nms_adversarial_cases
+from tests.ops.conftest import (
+    COCO_ANCHORS, NEAR_THRESHOLD_PAIRS, STRIDES, clustered_boxes, extreme_logit_map, fp64_boxes, near_threshold_pair,
+    nms_adversarial_cases, nms_bad_inputs, require_cuda_kernels, uniform_boxes, yolo_decode_bad_inputs, yolo_maps,
+    yolo_postprocess_bad_inputs,
+)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -153,6 +157,125 @@ def test_nms_400k_boxes_uses_the_global_memory_bitset():
     torch.cuda.empty_cache()
 
 
+@pytest.mark.parametrize("n", [300, 3000])
+def test_nms_fp64_computes_in_fp64(n):
+    # the fp64 mask kernel: equal to torchvision's CPU kernel, which computes fp64 in fp64
+    boxes, scores = fp64_boxes(n, seed=n)
+    for thr in torch.linspace(0.05, 0.95, 19).tolist() + [0.0, 1.0]:
+        want = torchvision.ops.nms(boxes, scores, thr)
+        assert torch.equal(ext_nms(boxes, scores, thr), want), thr
+        assert torch.equal(ops.nms(*cu(boxes, scores), thr).cpu(), want), thr
+    idxs = torch.randint(0, 5, (n,), generator=torch.Generator().manual_seed(n))
+    for thr in (0.3, 0.5, 0.7):
+        # torchvision's per-category path (what torchvision.ops.batched_nms runs above 1000 boxes):
+        # exact for any coordinates, where its offset trick for fewer boxes rounds fp64 coordinates
+        want = torchvision.ops.boxes._batched_nms_vanilla(boxes, scores, idxs, thr)
+        assert torch.equal(ext_batched(boxes, scores, idxs, thr), want), thr
+
+
+@pytest.mark.parametrize("h,thr,fp64_keeps", NEAR_THRESHOLD_PAIRS)
+def test_nms_fp64_near_threshold_pair(h, thr, fp64_keeps):
+    boxes, scores = near_threshold_pair(h)
+    assert torchvision.ops.nms(boxes, scores, thr).tolist() == fp64_keeps
+    assert ext_nms(boxes, scores, thr).tolist() == fp64_keeps
+    assert ext_batched(boxes, scores, torch.zeros(2, dtype=torch.int64), thr).tolist() == fp64_keeps
+    assert ext_nms(boxes.float(), scores.float(), thr).tolist() != fp64_keeps  # fp32 decides otherwise
+
+
+# ------------------------------------------------------------------------ the mask size check
+
+
+def _expanded(n, *shape_dtype):
+    return [torch.zeros(1, *shape, dtype=dtype, device=CUDA).expand(n, *shape) for shape, dtype in shape_dtype]
+
+
+def test_nms_mask_over_the_grid_limit_is_a_value_error():
+    # 65535 * 64 + 1 boxes: mask rows of 65536 words, one more than the mask kernel's grid takes.
+    # Expanded from one row: no memory is used, and the check runs before anything is sorted.
+    n = 65535 * 64 + 1
+    boxes, scores, idxs = _expanded(n, ((4,), torch.float32), ((), torch.float32), ((), torch.int64))
+    msg = (rf"boxes: {n} boxes in one NMS problem need a suppression mask of {n} x 65536 64-bit words "
+           rf"\({n * 65536 * 8} bytes\); the CUDA kernel takes at most 4194240 boxes \(65535 words per row\)")
+    for call in (lambda: torch.ops.zoo.nms(boxes, scores, 0.5), lambda: ops.nms(boxes, scores, 0.5),
+                 lambda: torch.ops.zoo.batched_nms(boxes, scores, idxs, 0.5),
+                 lambda: ops.batched_nms(boxes, scores, idxs, 0.5)):
+        with pytest.raises(ValueError, match=msg):
+            call()
+
+
+def test_nms_mask_over_the_device_memory_is_a_value_error():
+    n = 65535 * 64  # within the grid, but the mask takes 2.2 TB
+    assert n * 65535 * 8 > torch.cuda.get_device_properties(0).total_memory
+    boxes, scores = _expanded(n, ((4,), torch.float32), ((), torch.float32))
+    with pytest.raises(ValueError, match=rf"boxes: {n} boxes in one NMS problem .* bytes available \(\d+ free \+ \d+ "
+                                         r"cached by torch\)"):
+        torch.ops.zoo.nms(boxes, scores, 0.5)
+
+
+# ------------------------------------------------------------------------ the raw CUDA ops check their input
+
+
+def _tensor_to_cuda(t: torch.Tensor) -> torch.Tensor:
+    """t on the GPU with the same strides: an expanded tensor stays expanded (t.to() would
+    allocate every row of the 2**31 + 1 row "too many boxes" case)."""
+    storage = torch.as_strided(t, (t.untyped_storage().nbytes() // t.element_size(),), (1,), 0)
+    return torch.as_strided(storage.to(CUDA), t.shape, t.stride(), t.storage_offset())
+
+
+def _to_cuda(args):
+    out = [_to_cuda(a) if isinstance(a, (list, tuple)) else _tensor_to_cuda(a) if isinstance(a, torch.Tensor) else a
+           for a in args]
+    return out if isinstance(args, list) else tuple(out)
+
+
+def _message(fn, *args):
+    with pytest.raises(ValueError) as info:
+        fn(*args)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("case", [c for c in nms_bad_inputs() if "meta" not in c])
+def test_raw_nms_rejects_what_the_cpu_kernel_rejects(case):
+    boxes, scores = nms_bad_inputs()[case]
+    want = _message(torch.ops.zoo.nms, boxes, scores, 0.5)
+    assert _message(torch.ops.zoo.nms, *_to_cuda((boxes, scores)), 0.5) == want
+    if case != "boxes (0,)":
+        idxs = torch.zeros(boxes.shape[0] if boxes.ndim else 0, dtype=torch.int64)
+        if case == "too many boxes":
+            idxs = torch.zeros(1, dtype=torch.int64).expand(boxes.shape[0])
+        want = _message(torch.ops.zoo.batched_nms, boxes, scores, idxs, 0.5)
+        assert _message(torch.ops.zoo.batched_nms, *_to_cuda((boxes, scores, idxs)), 0.5) == want
+
+
+@pytest.mark.parametrize("case", [c for c in yolo_decode_bad_inputs() if "meta" not in c])
+def test_raw_yolo_decode_rejects_what_the_cpu_kernel_rejects(case):
+    args = yolo_decode_bad_inputs()[case]
+    assert _message(torch.ops.zoo.yolo_decode, *_to_cuda(args)) == _message(torch.ops.zoo.yolo_decode, *args)
+
+
+@pytest.mark.parametrize("case", [c for c in yolo_postprocess_bad_inputs() if "meta" not in c])
+def test_raw_yolo_postprocess_rejects_what_the_cpu_kernel_rejects(case):
+    args = yolo_postprocess_bad_inputs()[case]
+    assert _message(torch.ops.zoo.yolo_postprocess, *_to_cuda(args)) == _message(torch.ops.zoo.yolo_postprocess,
+                                                                                  *args)
+
+
+def test_cpu_and_cuda_tensors_mixed():
+    b, s = clustered_boxes(10)
+    with pytest.raises(ValueError, match="scores: on cpu, but boxes is on cuda:0; put them on one device"):
+        torch.ops.zoo.nms(b.to(CUDA), s, 0.5)
+    maps = yolo_maps(batch=1, size=64, num_classes=2, positives=5)
+    with pytest.raises(ValueError, match=r"anchors: on cpu, but pred is on cuda:0"):
+        torch.ops.zoo.yolo_decode(maps[0].to(CUDA), COCO_ANCHORS[0], 8.0)
+
+
+@pytest.mark.parametrize("boxes", [torch.zeros(0), torch.zeros(0, 4)], ids=["(0,)", "(0, 4)"])
+def test_batched_nms_empty_flat_boxes(boxes):
+    got = torch.ops.zoo.batched_nms(boxes.to(CUDA), torch.zeros(0, device=CUDA), torch.zeros(0, device=CUDA), 0.5)
+    want = torchvision.ops.batched_nms(boxes, torch.zeros(0), torch.zeros(0), 0.5)
+    assert got.shape == want.shape == (0,) and got.dtype == torch.int64 and got.device.type == "cuda"
+
+
 # ------------------------------------------------------------------------ batched_nms
 
 
@@ -215,6 +338,18 @@ def test_yolo_decode_realistic_maps_through_the_api():
     for p, anc, s in zip(maps, COCO_ANCHORS, STRIDES):
         got = ops.yolo_decode(*cu(p, anc), s)
         torch.testing.assert_close(got.cpu(), reference.yolo_decode(p, anc, s), rtol=1e-5, atol=1e-4)
+
+
+def test_yolo_decode_caps_extreme_size_logits():
+    pred, anchors = extreme_logit_map(), torch.tensor([[12.0, 20.0]])
+    got = torch.ops.zoo.yolo_decode(*cu(pred, anchors), 8.0).cpu()
+    want = reference.yolo_decode(pred, anchors, 8.0)
+    assert torch.isfinite(got[..., :4]).all()
+    # expf on the device may differ from the host's in the last bits (exp(10) * anchor)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+    post = torch.ops.zoo.yolo_postprocess([pred.to(CUDA)], [anchors.to(CUDA)], [8.0], 0.5, 0.45, 300, 30000, False)
+    _assert_same_detections(post, reference.yolo_postprocess([pred], [anchors], [8.0], 0.5, 0.45, 300, 30000, False))
+    assert torch.isfinite(post[0]).all()
 
 
 # ------------------------------------------------------------------------ yolo_postprocess

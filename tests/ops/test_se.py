@@ -13,6 +13,7 @@ from timm.layers import SEModule
 import zoo.ops as ops
 from zoo.nn import SEBlock
 from zoo.ops import _ext, reference
+from tests.ops.conftest import ALL_GRADS, se_grads_by_autograd
 
 EXT = pytest.mark.skipif(not _ext.available(), reason="zoo._C not built")
 GATES = ["sigmoid", "hard_sigmoid"]
@@ -87,14 +88,76 @@ def test_kernels_match_reference_functions(gate):
     dy = torch.randn_like(x)
     torch.testing.assert_close(torch.ops.zoo.squeeze_excite(x, *weights, gate),
                                reference.squeeze_excite(x, *weights, gate), rtol=1e-5, atol=1e-6)
-    for got, want in zip(torch.ops.zoo.squeeze_excite_backward(dy, x, *weights, gate),
-                         reference.squeeze_excite_backward(dy, x, *weights, gate)):
+    for got, want in zip(torch.ops.zoo.squeeze_excite_backward(dy, x, *weights, gate, ALL_GRADS),
+                         se_grads_by_autograd(dy, x, *weights, gate)):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------ only the gradients autograd needs
+
+
+def _leaves(x, weights, x_grad: bool, w_grad: bool):
+    return x.clone().requires_grad_(x_grad), [w.clone().requires_grad_(w_grad) for w in weights]
+
+
+@EXT
+@pytest.mark.parametrize("gate", GATES)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_frozen_weights_give_x_its_full_gradient_only(gate, layout):
+    x = torch.randn(3, 40, 6, 5)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    weights, dy = _weights(40, 5), torch.randn(3, 40, 6, 5)
+    want = se_grads_by_autograd(dy, x, *weights, gate)
+    full = torch.ops.zoo.squeeze_excite_backward(dy, x, *weights, gate, ALL_GRADS)
+    xf, wf = _leaves(x, weights, x_grad=True, w_grad=False)
+    ops.squeeze_excite(xf, *wf, gate=gate).backward(dy)
+    assert all(w.grad is None for w in wf)
+    assert torch.equal(xf.grad, full[0])  # the same kernel pass: bit for bit
+    torch.testing.assert_close(xf.grad, want[0], rtol=1e-4, atol=1e-5)
+
+
+@EXT
+@pytest.mark.parametrize("gate", GATES)
+def test_frozen_input_gives_the_weights_their_full_gradients(gate):
+    x, weights, dy = torch.randn(3, 40, 6, 5), _weights(40, 5), torch.randn(3, 40, 6, 5)
+    want = se_grads_by_autograd(dy, x, *weights, gate)
+    full = torch.ops.zoo.squeeze_excite_backward(dy, x, *weights, gate, ALL_GRADS)
+    xf, wf = _leaves(x, weights, x_grad=False, w_grad=True)
+    ops.squeeze_excite(xf, *wf, gate=gate).backward(dy)
+    assert xf.grad is None
+    for w, f, oracle in zip(wf, full[1:], want[1:]):
+        assert torch.equal(w.grad, f)
+        torch.testing.assert_close(w.grad, oracle, rtol=1e-4, atol=1e-5)
+    # only one weight trainable (e.g. a fine-tuned bias)
+    xf, wf = _leaves(x, weights, x_grad=False, w_grad=False)
+    wf[3].requires_grad_(True)
+    ops.squeeze_excite(xf, *wf, gate=gate).backward(dy)
+    assert [w.grad is None for w in wf] == [True, True, True, False]
+    assert torch.equal(wf[3].grad, full[4])
+
+
+@EXT
+@pytest.mark.parametrize("mask", [[False, True, True, True, True], [True, False, False, False, False],
+                                  [False, False, True, False, True], [False] * 5])
+def test_backward_output_mask(mask):
+    """Masked outputs are not computed: they come back as None (undefined), and the computed ones
+    equal the full computation."""
+    x, weights, dy = torch.randn(2, 24, 5, 7), _weights(24, 4), torch.randn(2, 24, 5, 7)
+    full = torch.ops.zoo.squeeze_excite_backward(dy, x, *weights, "sigmoid", ALL_GRADS)
+    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *weights, "sigmoid", mask)
+    for wanted, g, f in zip(mask, got, full):
+        if wanted:
+            assert torch.equal(g, f)
+        else:
+            assert g is None
+    torch.library.opcheck(torch.ops.zoo.squeeze_excite_backward.default, (dy, x, *weights, "sigmoid", mask))
 
 
 _STREAM_CHECK = """
 import torch, zoo.ops as ops
 from zoo.ops import reference
+from tests.ops.conftest import ALL_GRADS, se_grads_by_autograd
 torch.manual_seed(0)
 for n, c, h, w, cr in [(3, 37, 5, 7, 4), (1, 64, 9, 9, 8), (4, 32, 17, 19, 16)]:
     x, dy = torch.randn(n, c, h, w), torch.randn(n, c, h, w)
@@ -102,8 +165,8 @@ for n, c, h, w, cr in [(3, 37, 5, 7, 4), (1, 64, 9, 9, 8), (4, 32, 17, 19, 16)]:
     for gate in ("sigmoid", "hard_sigmoid"):
         torch.testing.assert_close(torch.ops.zoo.squeeze_excite(x, *ws, gate),
                                    reference.squeeze_excite(x, *ws, gate), rtol=1e-5, atol=1e-6)
-        for got, want in zip(torch.ops.zoo.squeeze_excite_backward(dy, x, *ws, gate),
-                             reference.squeeze_excite_backward(dy, x, *ws, gate)):
+        for got, want in zip(torch.ops.zoo.squeeze_excite_backward(dy, x, *ws, gate, ALL_GRADS),
+                             se_grads_by_autograd(dy, x, *ws, gate)):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 print("ok")
 """
@@ -131,15 +194,15 @@ def test_half_precision_accumulates_in_fp32(dtype, gate):
     assert got.dtype == dtype
     torch.testing.assert_close(got.float(), want.float(), rtol=1e-2, atol=1e-2)
     dy = torch.randn_like(x)
-    for g, w in zip(torch.ops.zoo.squeeze_excite_backward(dy, x, *weights, gate),
-                    reference.squeeze_excite_backward(dy, x, *weights, gate)):
+    for g, w in zip(torch.ops.zoo.squeeze_excite_backward(dy, x, *weights, gate, ALL_GRADS),
+                    se_grads_by_autograd(dy, x, *weights, gate)):
         assert g.dtype == w.dtype
         torch.testing.assert_close(g.float(), w.float(), rtol=1e-2, atol=2e-2)
     # fp32 weights with half activations (as under autocast) work and give fp32 weight grads
     w32 = _weights(32, 4)
     torch.testing.assert_close(ops.squeeze_excite(x, *w32, gate=gate).float(),
                                reference.squeeze_excite(x, *w32, gate).float(), rtol=1e-2, atol=1e-2)
-    assert torch.ops.zoo.squeeze_excite_backward(dy, x, *w32, gate)[1].dtype == torch.float32
+    assert torch.ops.zoo.squeeze_excite_backward(dy, x, *w32, gate, ALL_GRADS)[1].dtype == torch.float32
 
 
 @EXT
@@ -163,7 +226,8 @@ def test_opcheck(gate):
     torch.library.opcheck(torch.ops.zoo.squeeze_excite.default, (x, *weights, gate))
     torch.library.opcheck(torch.ops.zoo.squeeze_excite.default,
                           (x.contiguous(memory_format=torch.channels_last), *weights, gate))
-    torch.library.opcheck(torch.ops.zoo.squeeze_excite_backward.default, (torch.randn_like(x), x, *weights, gate))
+    torch.library.opcheck(torch.ops.zoo.squeeze_excite_backward.default,
+                          (torch.randn_like(x), x, *weights, gate, ALL_GRADS))
 
 
 @EXT
@@ -221,3 +285,58 @@ def test_input_errors():
         ops.squeeze_excite(x, w1, b1, w2, b2, gate="relu")
     with pytest.raises(ValueError, match="gate"):
         SEBlock(16, gate="tanh")
+
+
+def _se_bad_inputs():
+    x = torch.randn(2, 16, 4, 4)
+    w1, b1, w2, b2 = _weights(16, 4)
+    return {
+        "x 3-D": (x[0], w1, b1, w2, b2, "sigmoid"),
+        "x int": (x.long(), w1, b1, w2, b2, "sigmoid"),
+        "w1 columns": (x, w1[:, :8], b1, w2, b2, "sigmoid"),
+        "w1 3-D": (x, w1[None], b1, w2, b2, "sigmoid"),
+        "Cr = 0": (x, w1[:0], b1[:0], w2[:, :0], b2, "sigmoid"),
+        "b1 length": (x, w1, b1[:3], w2, b2, "sigmoid"),
+        "b1 2-D": (x, w1, b1[None], w2, b2, "sigmoid"),
+        "w2 transposed": (x, w1, b1, w2.t(), b2, "sigmoid"),
+        "b2 length": (x, w1, b1, w2, b2[:15], "sigmoid"),
+        "w2 int": (x, w1, b1, w2.int(), b2, "sigmoid"),
+        "b1 bool": (x, w1, b1 > 0, w2, b2, "sigmoid"),
+        "w1 on meta": (x, w1.to("meta"), b1, w2, b2, "sigmoid"),
+        "b2 on meta": (x, w1, b1, w2, b2.to("meta"), "sigmoid"),
+        "gate relu": (x, w1, b1, w2, b2, "relu"),
+        "gate Sigmoid": (x, w1, b1, w2, b2, "Sigmoid"),
+    }
+
+
+@EXT
+@pytest.mark.parametrize("case", list(_se_bad_inputs()))
+def test_raw_ops_reject_what_the_api_rejects(case, monkeypatch):
+    """torch.ops.zoo.squeeze_excite (C++, or the fake kernel for meta tensors), its backward and
+    the pure-torch fallback raise the ValueError zoo.ops.squeeze_excite raises, word for word."""
+    args = _se_bad_inputs()[case]
+    with pytest.raises(ValueError) as api:
+        ops.squeeze_excite(*args[:5], gate=args[5])
+    with pytest.raises(ValueError) as raw:
+        torch.ops.zoo.squeeze_excite(*args)
+    assert str(raw.value) == str(api.value)
+    x = args[0]
+    dy = torch.randn(x.shape) if x.device.type != "meta" else x
+    with pytest.raises(ValueError) as raw_backward:
+        torch.ops.zoo.squeeze_excite_backward(dy, *args, ALL_GRADS)
+    assert str(raw_backward.value) == str(api.value)
+    monkeypatch.setenv("ZOO_OPS", "torch")
+    with pytest.raises(ValueError) as fallback:
+        ops.squeeze_excite(*args[:5], gate=args[5])
+    assert str(fallback.value) == str(api.value)
+
+
+@EXT
+def test_raw_backward_checks_grad_y():
+    x, weights = torch.randn(2, 16, 4, 4), _weights(16, 4)
+    with pytest.raises(ValueError, match=r"grad_y: expected x's shape \(2, 16, 4, 4\), got \(2, 16, 4\)"):
+        torch.ops.zoo.squeeze_excite_backward(x[..., 0], x, *weights, "sigmoid", ALL_GRADS)
+    with pytest.raises(ValueError, match="grad_y: expected a floating-point tensor, got torch.int64"):
+        torch.ops.zoo.squeeze_excite_backward(x.long(), x, *weights, "sigmoid", ALL_GRADS)
+    with pytest.raises(ValueError, match="grad_y: on meta, but x is on cpu"):
+        torch.ops.zoo.squeeze_excite_backward(x.to("meta"), x, *weights, "sigmoid", ALL_GRADS)

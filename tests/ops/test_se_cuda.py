@@ -18,7 +18,7 @@ import torch
 import zoo  # noqa: F401
 import zoo.ops as ops
 from zoo.ops import _ext, reference
-from tests.ops.conftest import require_cuda_kernels
+from tests.ops.conftest import ALL_GRADS, require_cuda_kernels, se_grads_by_autograd
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -181,8 +181,8 @@ def test_weights_in_another_dtype(wdtype):
     y = torch.ops.zoo.squeeze_excite(x, *wts, "sigmoid")
     torch.testing.assert_close(y, reference.squeeze_excite(x, *wts, "sigmoid"), **_tol(torch.float32))
     dy = make_x((2, 37, 9, 9), torch.float32, seed=8)
-    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, "sigmoid")
-    want = reference.squeeze_excite_backward(dy, x, *wts, "sigmoid")
+    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, "sigmoid", ALL_GRADS)
+    want = se_grads_by_autograd(dy, x, *wts, "sigmoid")
     for a, b, t in zip(got, want, (x, *wts)):
         assert a.dtype == t.dtype and a.shape == t.shape
         tol = _btol(torch.float32) if a.dtype == torch.float64 else _btol(a.dtype)  # computed in fp32
@@ -202,8 +202,8 @@ def test_backward_matches_reference(shape, layout, dtype, gate):
     x = make_x((n, c, h, w), dtype, layout, seed=n + c + h)
     dy = make_x((n, c, h, w), dtype, "nchw", seed=n + c + h + 1)
     wts = se_weights(c, cr, _acc(dtype), seed=c + 1, gate=gate, device=CUDA)
-    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, gate)
-    want = reference.squeeze_excite_backward(dy, x, *wts, gate)
+    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, gate, ALL_GRADS)
+    want = se_grads_by_autograd(dy, x, *wts, gate)
     assert got[0].stride() == _expected_strides(x) and got[0].dtype == dtype
     for name, a, b in zip(("dx", "dw1", "db1", "dw2", "db2"), got, want):
         assert a.dtype == b.dtype and a.shape == b.shape, name
@@ -217,8 +217,8 @@ def test_backward_grad_in_other_layout_and_dtype():
     x = make_x((2, 37, 31, 17), torch.float32, "channels_last", seed=9)
     dy = make_x((2, 37, 31, 17), torch.float64, "strided", seed=10)
     wts = se_weights(37, 9, seed=9, device=CUDA)
-    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, "sigmoid")
-    want = reference.squeeze_excite_backward(dy.float(), x, *wts, "sigmoid")
+    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, "sigmoid", ALL_GRADS)
+    want = se_grads_by_autograd(dy.float(), x, *wts, "sigmoid")
     assert got[0].is_contiguous(memory_format=torch.channels_last)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, **_btol(torch.float32))
@@ -229,10 +229,40 @@ def test_backward_large_channels_use_global_scratch(gate):
     x = make_x((2, 6500, 2, 2), torch.float64, seed=11)
     dy = make_x((2, 6500, 2, 2), torch.float64, seed=12)
     wts = se_weights(6500, 8, torch.float64, seed=11, gate=gate, device=CUDA)
-    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, gate)
-    want = reference.squeeze_excite_backward(dy, x, *wts, gate)
+    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, gate, ALL_GRADS)
+    want = se_grads_by_autograd(dy, x, *wts, gate)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, **_btol(torch.float64))
+
+
+@pytest.mark.parametrize("mask", [[False, True, True, True, True], [True, False, False, False, False],
+                                  [False, False, False, True, False], [False] * 5])
+@pytest.mark.parametrize("shape", [(2, 37, 5, 5, 9), (2, 37, 31, 17, 9)], ids=lambda s: "x".join(map(str, s)))
+def test_backward_output_mask(mask, shape):
+    """Masked outputs are not computed (None; no dx pass without mask[0]); the others equal the
+    full computation, bit for bit."""
+    n, c, h, w, cr = shape
+    x, dy = make_x((n, c, h, w), seed=60), make_x((n, c, h, w), seed=61)
+    wts = se_weights(c, cr, seed=60, device=CUDA)
+    full = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, "sigmoid", ALL_GRADS)
+    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, "sigmoid", mask)
+    for wanted, g, f in zip(mask, got, full):
+        assert torch.equal(g, f) if wanted else g is None
+    torch.library.opcheck(torch.ops.zoo.squeeze_excite_backward.default, (dy, x, *wts, "sigmoid", mask))
+
+
+def test_autograd_asks_only_for_the_needed_gradients():
+    x, dy = make_x((3, 37, 11, 13), seed=62), make_x((3, 37, 11, 13), seed=63)
+    wts = se_weights(37, 9, seed=62, device=CUDA)
+    full = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, "sigmoid", ALL_GRADS)
+    xf = x.clone().requires_grad_()
+    frozen = [t.clone() for t in wts]
+    ops.squeeze_excite(xf, *frozen, gate="sigmoid").backward(dy)
+    assert torch.equal(xf.grad, full[0]) and all(t.grad is None for t in frozen)
+    trainable = [t.clone().requires_grad_() for t in wts]
+    ops.squeeze_excite(x.clone(), *trainable, gate="sigmoid").backward(dy)
+    for t, f in zip(trainable, full[1:]):
+        assert torch.equal(t.grad, f)
 
 
 def test_hard_sigmoid_derivative_at_the_kinks():
@@ -244,8 +274,8 @@ def test_hard_sigmoid_derivative_at_the_kinks():
     b2 = torch.tensor([-3.0, 3.0, -2.999, 2.999], device=CUDA, dtype=torch.float64)
     x = make_x((2, c, 3, 3), torch.float64, seed=13)
     dy = torch.ones_like(x)
-    got = torch.ops.zoo.squeeze_excite_backward(dy, x, w1, b1, w2, b2, "hard_sigmoid")
-    want = reference.squeeze_excite_backward(dy, x, w1, b1, w2, b2, "hard_sigmoid")
+    got = torch.ops.zoo.squeeze_excite_backward(dy, x, w1, b1, w2, b2, "hard_sigmoid", ALL_GRADS)
+    want = se_grads_by_autograd(dy, x, w1, b1, w2, b2, "hard_sigmoid")
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     db2 = got[4].cpu()
@@ -298,8 +328,8 @@ def test_cuda_equals_cpu_kernel(shape, layout, dtype, gate):
     yc = torch.ops.zoo.squeeze_excite(xc, *wc, gate)
     assert y.stride() == yc.stride()
     torch.testing.assert_close(y.cpu(), yc, **_tol(dtype))
-    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, gate)
-    want = torch.ops.zoo.squeeze_excite_backward(dyc, xc, *wc, gate)
+    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, gate, ALL_GRADS)
+    want = torch.ops.zoo.squeeze_excite_backward(dyc, xc, *wc, gate, ALL_GRADS)
     for a, b in zip(got, want):
         assert a.stride() == b.stride() and a.dtype == b.dtype
         torch.testing.assert_close(a.cpu(), b, **_btol(a.dtype))
@@ -317,7 +347,7 @@ def test_empty_inputs(shape, layout):
     wts = se_weights(8, 2, device=CUDA)
     y = torch.ops.zoo.squeeze_excite(x, *wts, "sigmoid")
     assert y.shape == x.shape and y.device == x.device and y.stride() == _expected_strides(x)
-    dx, *dws = torch.ops.zoo.squeeze_excite_backward(torch.zeros_like(x), x, *wts, "hard_sigmoid")
+    dx, *dws = torch.ops.zoo.squeeze_excite_backward(torch.zeros_like(x), x, *wts, "hard_sigmoid", ALL_GRADS)
     assert dx.shape == x.shape and dx.stride() == _expected_strides(x)
     for d, t in zip(dws, wts):
         assert d.shape == t.shape and d.dtype == t.dtype and d.device == t.device
@@ -337,7 +367,7 @@ def test_opcheck(layout, shape):
     for gate in GATES:
         leaves = [t.clone().requires_grad_() for t in (x, *wts)]
         torch.library.opcheck(torch.ops.zoo.squeeze_excite.default, (*leaves, gate))
-        torch.library.opcheck(torch.ops.zoo.squeeze_excite_backward.default, (dy, x, *wts, gate))
+        torch.library.opcheck(torch.ops.zoo.squeeze_excite_backward.default, (dy, x, *wts, gate, ALL_GRADS))
 
 
 def test_non_default_stream():
@@ -351,7 +381,7 @@ def test_non_default_stream():
 
     def run(x, dy, wts):
         return (torch.ops.zoo.squeeze_excite(x, *wts, "sigmoid"),
-                *torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, "sigmoid"))
+                *torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, "sigmoid", ALL_GRADS))
 
     want = [run(*case) for case in cases]
     torch.cuda.synchronize()
@@ -378,8 +408,8 @@ def test_second_device():
     wts = se_weights(37, 9, seed=50, device=dev)
     with torch.cuda.device(0):
         y = torch.ops.zoo.squeeze_excite(x, *wts, "sigmoid")
-        got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, "sigmoid")
+        got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, "sigmoid", ALL_GRADS)
     assert y.device == dev and all(t.device == dev for t in got)
     torch.testing.assert_close(y, reference.squeeze_excite(x, *wts, "sigmoid"), **_tol(torch.float32))
-    for a, b in zip(got, reference.squeeze_excite_backward(dy, x, *wts, "sigmoid")):
+    for a, b in zip(got, se_grads_by_autograd(dy, x, *wts, "sigmoid")):
         torch.testing.assert_close(a, b, **_btol(torch.float32))

@@ -11,7 +11,9 @@ device, or ``ZOO_OPS=torch`` is set. :func:`backend` says which one runs.
 * :func:`yolo_postprocess`: decode + score + threshold + cap + class-aware NMS, fused.
 * :func:`squeeze_excite`: the Squeeze-and-Excitation block, forward and backward fused.
 
-Kernels accept fp32 / fp16 / bf16 (fp64 is computed in fp32) and compute in fp32.
+The kernels read fp32 / fp64 / fp16 / bf16 input as it is (other floating dtypes are
+converted to fp32). NMS computes fp64 boxes in fp64 and everything else in fp32; the
+YOLO ops compute in fp32; squeeze_excite accumulates fp64 in fp64, the others in fp32.
 """
 from __future__ import annotations
 
@@ -20,16 +22,31 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
+from torch.fx.experimental.symbolic_shapes import guard_or_false
 
 from . import _ext, reference
 from ._ext import backend
 
 __all__ = ["backend", "batched_nms", "nms", "squeeze_excite", "yolo_decode", "yolo_postprocess", "reference"]
 
-_FLOATS = (torch.float32, torch.float16, torch.bfloat16)
+# The dtypes the kernels read as they are; other floating dtypes are converted to fp32.
+_KERNEL_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+# The CPU NMS kernel numbers boxes with int32.
+_MAX_BOXES = 2**31 - 1
 
 
 # ----------------------------------------------------------------------------- checks
+#
+# The C++ entry points (csrc/checks.h, csrc/se_checks.h) make the same checks with the same
+# messages. Checks that need a pass over the data (NaN / inf / inverted boxes, anchor
+# values) run here only for the pure-torch fallback: the kernels make them while they read
+# the data anyway.
+
+
+def _definitely(cond) -> bool:
+    """``cond`` for plain sizes; for the symbolic sizes of a traced call (torch.compile), True
+    only where it holds for every value (the kernel checks the actual sizes when it runs)."""
+    return guard_or_false(cond)
 
 
 def _tensor(x, name: str, ndim: int | None = None) -> Tensor:
@@ -40,10 +57,15 @@ def _tensor(x, name: str, ndim: int | None = None) -> Tensor:
     return x
 
 
-def _floating(x: Tensor, name: str) -> Tensor:
+def _check_floating(x: Tensor, name: str) -> None:
     if not x.is_floating_point():
-        raise ValueError(f"{name}: expected a floating-point tensor (fp32, fp16 or bf16), got {x.dtype}")
-    return x.float() if x.dtype not in _FLOATS else x
+        raise ValueError(f"{name}: expected a floating-point tensor, got {x.dtype}")
+
+
+def _floating(x: Tensor, name: str) -> Tensor:
+    """``x`` if the kernels read its dtype (fp32, fp64, fp16, bf16), else an fp32 copy."""
+    _check_floating(x, name)
+    return x if x.dtype in _KERNEL_FLOATS else x.float()
 
 
 def _same_device(ref: Tensor, ref_name: str, **others: Tensor) -> None:
@@ -68,15 +90,29 @@ def _positive_int(v, name: str) -> int:
     return v
 
 
-def _check_boxes_scores(boxes, scores) -> tuple[Tensor, Tensor]:
-    boxes = _floating(_tensor(boxes, "boxes", 2), "boxes")
-    if boxes.shape[1] != 4:
+def _check_boxes_scores(boxes, scores, values: bool, allow_flat_empty: bool = False) -> tuple[Tensor, Tensor]:
+    """boxes ``[N, 4]`` and scores ``[N]``; with ``values``, also their values (one reduction).
+    Nothing reads the data before the size check, so a huge expanded input fails without a
+    copy. With ``allow_flat_empty`` (batched_nms), boxes of shape ``(0,)`` mean no boxes, as
+    in torchvision.ops.batched_nms."""
+    boxes = _tensor(boxes, "boxes")
+    flat_empty = allow_flat_empty and boxes.ndim == 1 and boxes.numel() == 0
+    if not flat_empty:
+        _tensor(boxes, "boxes", 2)
+    _check_floating(boxes, "boxes")
+    if not flat_empty and boxes.shape[1] != 4:
         raise ValueError(f"boxes: expected shape [N, 4] (x1, y1, x2, y2), got {tuple(boxes.shape)}")
-    scores = _floating(_tensor(scores, "scores", 1), "scores")
-    if scores.shape[0] != boxes.shape[0]:
-        raise ValueError(f"scores: has {scores.shape[0]} entries but boxes has {boxes.shape[0]} rows")
+    n = 0 if flat_empty else boxes.shape[0]
+    scores = _tensor(scores, "scores", 1)
+    _check_floating(scores, "scores")
+    if _definitely(scores.shape[0] != n):
+        raise ValueError(f"scores: has {scores.shape[0]} entries but boxes has {n} rows")
     _same_device(boxes, "boxes", scores=scores)
-    if boxes.shape[0]:
+    if _definitely(n > _MAX_BOXES):
+        raise ValueError(f"boxes: {n} boxes; NMS takes at most {_MAX_BOXES} (2**31 - 1)")
+    boxes = _floating(boxes.reshape(0, 4) if flat_empty else boxes, "boxes")
+    scores = _floating(scores, "scores")
+    if values and n:
         # one reduction (one device sync) for every value check
         bad_boxes = ~torch.isfinite(boxes).all()
         bad_scores = ~torch.isfinite(scores).all()
@@ -88,7 +124,18 @@ def _check_boxes_scores(boxes, scores) -> tuple[Tensor, Tensor]:
             raise ValueError("scores: contains NaN or infinite values")
         if flags[2]:
             raise ValueError("boxes: expected x1 <= x2 and y1 <= y2 (xyxy format); some boxes are inverted")
-    return boxes.contiguous(), scores.contiguous()
+    return boxes, scores
+
+
+def _check_idxs(idxs, n: int, boxes: Tensor) -> Tensor:
+    idxs = _tensor(idxs, "idxs", 1)
+    # an empty idxs may be floating: torch.tensor([]) is
+    if idxs.is_complex() or idxs.dtype == torch.bool or (idxs.is_floating_point() and idxs.numel()):
+        raise ValueError(f"idxs: expected an integer tensor, got {idxs.dtype}")
+    if _definitely(idxs.shape[0] != n):
+        raise ValueError(f"idxs: has {idxs.shape[0]} entries but boxes has {n} rows")
+    _same_device(boxes, "boxes", idxs=idxs)
+    return idxs
 
 
 # ----------------------------------------------------------------------------- NMS
@@ -98,7 +145,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Non-maximum suppression.
 
     Args:
-        boxes: ``[N, 4]`` xyxy, floating.
+        boxes: ``[N, 4]`` xyxy, floating (fp64 is computed in fp64, other dtypes in fp32).
         scores: ``[N]``.
         iou_threshold: a box is dropped when its IoU with a kept, higher-scoring box is
             greater than this (in [0, 1]).
@@ -107,9 +154,10 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         ``int64 [K]`` indices of the kept boxes, by descending score (equal scores:
         lower index first) -- the same as ``torchvision.ops.nms``.
     """
-    boxes, scores = _check_boxes_scores(boxes, scores)
+    ext = _ext.has_kernel("nms", _tensor(boxes, "boxes").device)
+    boxes, scores = _check_boxes_scores(boxes, scores, values=not ext)
     thr = _unit_interval(iou_threshold, "iou_threshold")
-    if _ext.has_kernel("nms", boxes.device):
+    if ext:
         return torch.ops.zoo.nms(boxes, scores, thr)
     return reference.nms(boxes, scores, thr)
 
@@ -118,21 +166,17 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     """NMS within each category: boxes with different ``idxs`` never suppress each other.
 
     Args:
-        boxes: ``[N, 4]`` xyxy; scores: ``[N]``; idxs: ``[N]`` integer category of each box.
+        boxes: ``[N, 4]`` xyxy (or an empty ``(0,)`` tensor, as torchvision takes it);
+            scores: ``[N]``; idxs: ``[N]`` integer category of each box.
 
     Returns:
         ``int64 [K]`` kept indices by descending score (equal scores: lower index first).
     """
-    boxes, scores = _check_boxes_scores(boxes, scores)
-    idxs = _tensor(idxs, "idxs", 1)
-    if idxs.is_floating_point() or idxs.is_complex() or idxs.dtype == torch.bool:
-        raise ValueError(f"idxs: expected an integer tensor, got {idxs.dtype}")
-    if idxs.shape[0] != boxes.shape[0]:
-        raise ValueError(f"idxs: has {idxs.shape[0]} entries but boxes has {boxes.shape[0]} rows")
-    _same_device(boxes, "boxes", idxs=idxs)
+    ext = _ext.has_kernel("batched_nms", _tensor(boxes, "boxes").device)
+    boxes, scores = _check_boxes_scores(boxes, scores, values=not ext, allow_flat_empty=True)
+    idxs = _check_idxs(idxs, boxes.shape[0], boxes)
     thr = _unit_interval(iou_threshold, "iou_threshold")
-    idxs = idxs.long().contiguous()
-    if _ext.has_kernel("batched_nms", boxes.device):
+    if ext:
         return torch.ops.zoo.batched_nms(boxes, scores, idxs, thr)
     return reference.batched_nms(boxes, scores, idxs, thr)
 
@@ -140,14 +184,15 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
 # ----------------------------------------------------------------------------- YOLO
 
 
-def _check_anchors(anchors, name: str, device: torch.device, pred_name: str, pred: Tensor) -> Tensor:
-    anchors = _floating(_tensor(anchors, name, 2), name)
+def _check_anchors(anchors, name: str, device: torch.device, pred_name: str, pred: Tensor, values: bool) -> Tensor:
+    _check_floating(anchors, name)
     if anchors.shape[1] != 2 or anchors.shape[0] < 1:
         raise ValueError(f"{name}: expected shape [A, 2] (w, h in pixels), got {tuple(anchors.shape)}")
     _same_device(pred, pred_name, **{name: anchors})
-    if not bool((torch.isfinite(anchors) & (anchors > 0)).all()):
+    anchors = anchors.float()
+    if values and not bool((torch.isfinite(anchors) & (anchors > 0)).all()):
         raise ValueError(f"{name}: anchor sizes must be finite and > 0")
-    return anchors.float().contiguous()
+    return anchors
 
 
 def _check_stride(stride, name: str) -> float:
@@ -161,14 +206,15 @@ def _check_stride(stride, name: str) -> float:
 
 
 def _check_pred(pred, name: str, num_anchors: int) -> tuple[Tensor, int]:
-    pred = _floating(_tensor(pred, name, 4), name)
+    pred = _tensor(pred, name, 4)
+    _check_floating(pred, name)
     ch = pred.shape[1]
     if ch % num_anchors or ch // num_anchors < 6:
         raise ValueError(
             f"{name}: channel count {ch} is not A*(5+C) for A={num_anchors} anchors and C>=1 classes "
             f"(shape {tuple(pred.shape)})"
         )
-    return pred.contiguous(), ch // num_anchors - 5
+    return _floating(pred, name), ch // num_anchors - 5
 
 
 def yolo_decode(pred: Tensor, anchors: Tensor, stride: float) -> Tensor:
@@ -184,12 +230,36 @@ def yolo_decode(pred: Tensor, anchors: Tensor, stride: float) -> Tensor:
         then objectness and class probabilities, in ``pred``'s dtype.
     """
     anchors_t = _tensor(anchors, "anchors", 2)
-    pred, _ = _check_pred(pred, "pred", anchors_t.shape[0] if anchors_t.shape[0] > 0 else 1)
-    anchors = _check_anchors(anchors_t, "anchors", pred.device, "pred", pred)
+    pred, _ = _check_pred(pred, "pred", max(1, anchors_t.shape[0]))
+    ext = _ext.has_kernel("yolo_decode", pred.device)
+    anchors = _check_anchors(anchors_t, "anchors", pred.device, "pred", pred, values=not ext)
     s = _check_stride(stride, "stride")
-    if _ext.has_kernel("yolo_decode", pred.device):
+    if ext:
         return torch.ops.zoo.yolo_decode(pred, anchors, s)
     return reference.yolo_decode(pred, anchors, s)
+
+
+def _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label,
+                       values: bool):
+    """yolo_postprocess's arguments (lists of equal length) -> the op's argument tuple."""
+    checked_preds, checked_anchors, checked_strides = [], [], []
+    num_classes = batch = None
+    for i, (p, a, s) in enumerate(zip(preds, anchors, strides)):
+        a_t = _tensor(a, f"anchors[{i}]", 2)
+        p, c = _check_pred(p, f"preds[{i}]", max(1, a_t.shape[0]))
+        if num_classes is None:
+            num_classes, batch = c, p.shape[0]
+        elif c != num_classes or p.shape[0] != batch:
+            raise ValueError(
+                f"preds[{i}]: batch {p.shape[0]} and {c} classes differ from preds[0]'s {batch} and {num_classes}"
+            )
+        _same_device(checked_preds[0] if checked_preds else p, "preds[0]", **{f"preds[{i}]": p})
+        checked_anchors.append(_check_anchors(a_t, f"anchors[{i}]", p.device, f"preds[{i}]", p, values))
+        checked_preds.append(p)
+        checked_strides.append(_check_stride(s, f"strides[{i}]"))
+    return (checked_preds, checked_anchors, checked_strides, _unit_interval(conf_threshold, "conf_threshold"),
+            _unit_interval(iou_threshold, "iou_threshold"), _positive_int(max_det, "max_det"),
+            _positive_int(max_nms, "max_nms"), bool(multi_label))
 
 
 def yolo_postprocess(
@@ -230,33 +300,14 @@ def yolo_postprocess(
         raise ValueError(f"anchors: got {len(anchors)} anchor sets for {len(preds)} scales in preds")
     if len(strides) != len(preds):
         raise ValueError(f"strides: got {len(strides)} strides for {len(preds)} scales in preds")
-    checked_preds, checked_anchors, checked_strides = [], [], []
-    num_classes = batch = None
-    for i, (p, a, s) in enumerate(zip(preds, anchors, strides)):
-        a_t = _tensor(a, f"anchors[{i}]", 2)
-        p, c = _check_pred(p, f"preds[{i}]", max(1, a_t.shape[0]))
-        if num_classes is None:
-            num_classes, batch = c, p.shape[0]
-        elif c != num_classes or p.shape[0] != batch:
-            raise ValueError(
-                f"preds[{i}]: batch {p.shape[0]} and {c} classes differ from preds[0]'s {batch} and {num_classes}"
-            )
-        _same_device(checked_preds[0] if checked_preds else p, "preds[0]", **{f"preds[{i}]": p})
-        checked_anchors.append(_check_anchors(a_t, f"anchors[{i}]", p.device, f"preds[{i}]", p))
-        checked_preds.append(p)
-        checked_strides.append(_check_stride(s, f"strides[{i}]"))
-    conf = _unit_interval(conf_threshold, "conf_threshold")
-    iou = _unit_interval(iou_threshold, "iou_threshold")
-    max_det = _positive_int(max_det, "max_det")
-    max_nms = _positive_int(max_nms, "max_nms")
-    multi_label = bool(multi_label)
-
-    args = (checked_preds, checked_anchors, checked_strides, conf, iou, max_det, max_nms, multi_label)
-    if _ext.has_kernel("yolo_postprocess", checked_preds[0].device):
+    ext = _ext.has_kernel("yolo_postprocess", _tensor(preds[0], "preds[0]").device)
+    args = _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label,
+                              values=not ext)
+    if ext:
         boxes, scores, labels, image = torch.ops.zoo.yolo_postprocess(*args)
     else:
         boxes, scores, labels, image = reference.yolo_postprocess(*args)
-    counts = torch.bincount(image, minlength=batch).tolist()
+    counts = torch.bincount(image, minlength=args[0][0].shape[0]).tolist()
     return [
         {"boxes": b, "scores": s, "labels": lab}
         for b, s, lab in zip(boxes.split(counts), scores.split(counts), labels.split(counts))
@@ -343,18 +394,29 @@ def _dense_like(x: Tensor) -> Tensor:
 def _register_python_kernels() -> None:
     """Fake (meta) kernels for torch.compile. (squeeze_excite's autograd is registered in C++,
     csrc/autograd.cpp: a Python formula cost about 13 us per call on a CPU.)"""
+    # The fakes make the metadata checks of the real kernels (shapes, dtypes, devices,
+    # arguments), so that bad input fails the same way under torch.compile or on "meta".
     @torch.library.register_fake("zoo::nms")
     def _nms_fake(boxes, scores, iou_threshold):
+        _check_boxes_scores(boxes, scores, values=False)
+        _unit_interval(iou_threshold, "iou_threshold")
         n = torch.library.get_ctx().new_dynamic_size()
         return boxes.new_empty((n,), dtype=torch.int64)
 
     @torch.library.register_fake("zoo::batched_nms")
     def _batched_nms_fake(boxes, scores, idxs, iou_threshold):
+        boxes, scores = _check_boxes_scores(boxes, scores, values=False, allow_flat_empty=True)
+        _check_idxs(idxs, boxes.shape[0], boxes)
+        _unit_interval(iou_threshold, "iou_threshold")
         n = torch.library.get_ctx().new_dynamic_size()
         return boxes.new_empty((n,), dtype=torch.int64)
 
     @torch.library.register_fake("zoo::yolo_decode")
     def _yolo_decode_fake(pred, anchors, stride):
+        anchors_t = _tensor(anchors, "anchors", 2)
+        _check_pred(pred, "pred", max(1, anchors_t.shape[0]))
+        _check_anchors(anchors_t, "anchors", pred.device, "pred", pred, values=False)
+        _check_stride(stride, "stride")
         b, ch, h, w = pred.shape
         a = anchors.shape[0]
         return pred.new_empty((b, a * h * w, ch // a))
@@ -362,6 +424,14 @@ def _register_python_kernels() -> None:
     @torch.library.register_fake("zoo::yolo_postprocess")
     def _yolo_postprocess_fake(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms,
                                multi_label):
+        if len(preds) == 0:
+            raise ValueError("preds: expected a non-empty list of [B, A*(5+C), H, W] tensors, one per scale")
+        if len(anchors) != len(preds):
+            raise ValueError(f"anchors: got {len(anchors)} anchor sets for {len(preds)} scales in preds")
+        if len(strides) != len(preds):
+            raise ValueError(f"strides: got {len(strides)} strides for {len(preds)} scales in preds")
+        _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label,
+                           values=False)
         k = torch.library.get_ctx().new_dynamic_size()
         p = preds[0]
         return (
@@ -374,11 +444,20 @@ def _register_python_kernels() -> None:
 
     @torch.library.register_fake("zoo::squeeze_excite")
     def _squeeze_excite_fake(x, w1, b1, w2, b2, gate):
+        if not _se_args_ok(x, w1, b1, w2, b2, gate):
+            _se_explain(x, w1, b1, w2, b2, gate)
         return _dense_like(x)
 
     @torch.library.register_fake("zoo::squeeze_excite_backward")
-    def _squeeze_excite_backward_fake(grad_y, x, w1, b1, w2, b2, gate):
-        return _dense_like(x), torch.empty_like(w1), torch.empty_like(b1), torch.empty_like(w2), torch.empty_like(b2)
+    def _squeeze_excite_backward_fake(grad_y, x, w1, b1, w2, b2, gate, output_mask):
+        if not _se_args_ok(x, w1, b1, w2, b2, gate):
+            _se_explain(x, w1, b1, w2, b2, gate)
+        _check_floating(grad_y, "grad_y")
+        if grad_y.ndim != x.ndim or any(_definitely(a != b) for a, b in zip(grad_y.shape, x.shape)):
+            raise ValueError(f"grad_y: expected x's shape {tuple(x.shape)}, got {tuple(grad_y.shape)}")
+        _same_device(x, "x", grad_y=grad_y)
+        grads = (_dense_like(x), torch.empty_like(w1), torch.empty_like(b1), torch.empty_like(w2), torch.empty_like(b2))
+        return tuple(g if wanted else None for g, wanted in zip(grads, output_mask))
 
 
 if _ext.available():

@@ -10,6 +10,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from .boxes import cell_grid, cxcywh_to_xyxy, decode_boxes
+
 
 def float_threshold(threshold: float) -> float:
     """The largest fp32 value <= ``threshold``: for any fp32 IoU ``v``, ``v > float_threshold(t)``
@@ -20,9 +22,14 @@ def float_threshold(threshold: float) -> float:
     return f.item()
 
 
+def compute_dtype(t: Tensor) -> torch.dtype:
+    """What NMS computes in: fp64 for fp64 input (as torchvision), fp32 for everything else."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
 def _iou_between(a: Tensor, b: Tensor) -> Tensor:
-    """IoU ``[M, N]`` of fp32 xyxy boxes ``a [M, 4]`` and ``b [N, 4]``, in the kernels' order of
-    operations: ``inter / (area_a + area_b - inter)`` (0/0 gives NaN, which suppresses nothing)."""
+    """IoU ``[M, N]`` of xyxy boxes ``a [M, 4]`` and ``b [N, 4]`` (one dtype), in the kernels' order
+    of operations: ``inter / (area_a + area_b - inter)`` (0/0 gives NaN, which suppresses nothing)."""
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     w = (torch.minimum(a[:, None, 2], b[None, :, 2]) - torch.maximum(a[:, None, 0], b[None, :, 0])).clamp(min=0)
@@ -32,20 +39,24 @@ def _iou_between(a: Tensor, b: Tensor) -> Tensor:
 
 
 def box_iou_matrix(boxes: Tensor) -> Tensor:
-    """Pairwise IoU ``[N, N]`` of xyxy ``boxes``, computed in fp32."""
-    b = boxes.float()
+    """Pairwise IoU ``[N, N]`` of xyxy ``boxes``, computed as NMS computes it (fp64 for fp64, else fp32)."""
+    b = boxes.to(compute_dtype(boxes))
     return _iou_between(b, b)
 
 
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy NMS. ``boxes [N, 4]`` xyxy, ``scores [N]`` -> kept indices ``int64 [K]`` by descending
-    score (stable: equal scores keep the lower index first); suppress when IoU > ``iou_threshold``."""
+    score (stable: equal scores keep the lower index first); suppress when IoU > ``iou_threshold``.
+    fp64 boxes are compared in fp64, others in fp32 (as exactly as in double, via float_threshold);
+    fp64 scores are ordered in fp64, others in fp32."""
     n = boxes.shape[0]
     if n == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    order = torch.sort(scores.float(), descending=True, stable=True).indices
-    b = boxes.float()[order]
-    iou_threshold = float_threshold(iou_threshold)
+    order = torch.sort(scores.to(compute_dtype(scores)), descending=True, stable=True).indices
+    dtype = compute_dtype(boxes)
+    b = boxes.to(dtype)[order]
+    if dtype == torch.float32:
+        iou_threshold = float_threshold(iou_threshold)
     keep = torch.empty(n, dtype=torch.bool, device=boxes.device)
     suppressed = torch.zeros(n, dtype=torch.bool, device=boxes.device)
     # Work in blocks so the IoU matrix stays small: a block first suppresses its own
@@ -54,7 +65,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     for start in range(0, n, block):
         stop = min(n, start + block)
         blk = b[start:stop]
-        iou_in = torch.triu(box_iou_matrix(blk) > iou_threshold, diagonal=1)
+        iou_in = torch.triu(_iou_between(blk, blk) > iou_threshold, diagonal=1)
         sup = suppressed[start:stop].clone()
         for i in range(stop - start):
             if not sup[i]:
@@ -77,27 +88,20 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         members = torch.nonzero(idxs == c).squeeze(1)
         keep_mask[members[nms(boxes[members], scores[members], iou_threshold)]] = True
     kept = torch.nonzero(keep_mask).squeeze(1)
-    return kept[torch.sort(scores[kept].float(), descending=True, stable=True).indices]
+    return kept[torch.sort(scores[kept].to(compute_dtype(scores)), descending=True, stable=True).indices]
 
 
 def yolo_decode(pred: Tensor, anchors: Tensor, stride: float) -> Tensor:
     """``pred [B, A*(5+C), H, W]`` raw logits -> ``[B, A*H*W, 5+C]``: cx, cy, w, h in pixels
-    (darknet: ``(sigmoid(t_xy) + grid) * stride``, ``exp(t_wh) * anchor``), then sigmoid
-    objectness and class probabilities. Computed in fp32, returned in ``pred.dtype``."""
+    (:func:`zoo.ops.boxes.decode_boxes`: ``(sigmoid(t_xy) + grid) * stride``,
+    ``exp(min(t_wh, WH_LOGIT_MAX)) * anchor``), then sigmoid objectness and class
+    probabilities. Computed in fp32, returned in ``pred.dtype``."""
     bsz, ch, h, w = pred.shape
     a = anchors.shape[0]
-    p = pred.float().view(bsz, a, ch // a, h, w).permute(0, 1, 3, 4, 2)  # [B, A, H, W, 5+C]
-    gy, gx = torch.meshgrid(
-        torch.arange(h, device=pred.device, dtype=torch.float32),
-        torch.arange(w, device=pred.device, dtype=torch.float32),
-        indexing="ij",
-    )
-    anc = anchors.float().view(1, a, 1, 1, 2)
-    cx = (torch.sigmoid(p[..., 0]) + gx) * stride
-    cy = (torch.sigmoid(p[..., 1]) + gy) * stride
-    wh = torch.exp(p[..., 2:4]) * anc
-    rest = torch.sigmoid(p[..., 4:])
-    out = torch.cat([cx[..., None], cy[..., None], wh, rest], dim=-1)
+    p = pred.float().reshape(bsz, a, ch // a, h, w).permute(0, 1, 3, 4, 2)  # [B, A, H, W, 5+C]
+    grid = cell_grid(h, w, device=pred.device, dtype=torch.float32)  # [H, W, 2]
+    xywh = decode_boxes(p[..., :4], grid, anchors.float().view(1, a, 1, 1, 2), stride)
+    out = torch.cat([xywh, torch.sigmoid(p[..., 4:])], dim=-1)
     return out.reshape(bsz, a * h * w, ch // a).to(pred.dtype)
 
 
@@ -108,8 +112,7 @@ def yolo_candidates(
     row order (and class order within a row when ``multi_label``)."""
     d = decoded.float()
     scores = d[:, 4:5] * d[:, 5:]
-    half = d[:, 2:4] * 0.5
-    xyxy = torch.cat([d[:, :2] - half, d[:, :2] + half], dim=1)
+    xyxy = cxcywh_to_xyxy(d[:, :4])
     if multi_label:
         rows, labels = torch.nonzero(scores > conf_threshold, as_tuple=True)
         return xyxy[rows], scores[rows, labels], labels
@@ -158,41 +161,12 @@ def _gate(u: Tensor, gate: str) -> Tensor:
 def squeeze_excite(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, gate: str = "sigmoid") -> Tensor:
     """Squeeze-and-Excitation in eager torch: ``x * gate(w2 @ relu(w1 @ mean_hw(x) + b1) + b2)``.
 
-    ``x [N, C, H, W]``, ``w1 [Cr, C]``, ``b1 [Cr]``, ``w2 [C, Cr]``, ``b2 [C]``; differentiable
-    through autograd. The FCs run in fp32 for fp16/bf16 input (as the kernels accumulate)."""
+    ``x [N, C, H, W]``, ``w1 [Cr, C]``, ``b1 [Cr]``, ``w2 [C, Cr]``, ``b2 [C]``. The FCs run in fp32
+    for fp16/bf16 input (as the kernels accumulate). Its gradients are torch autograd's: the
+    fallback differentiates it, and the tests take autograd through it as the oracle of the
+    fused backward kernels."""
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     s = x.to(acc).mean((2, 3))
     z = torch.relu(torch.nn.functional.linear(s, w1.to(acc), b1.to(acc)))
     g = _gate(torch.nn.functional.linear(z, w2.to(acc), b2.to(acc)), gate)
     return (x.to(acc) * g[:, :, None, None]).to(x.dtype)
-
-
-def squeeze_excite_backward(
-    grad_y: Tensor, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, gate: str = "sigmoid"
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The gradients of :func:`squeeze_excite`, written out (no autograd):
-
-    ``dg = sum_hw(dy * x)``, ``du = dg * gate'(u)``, ``dw2 = du^T z``, ``db2 = sum_n du``,
-    ``dh = (w2^T du) * [h > 0]``, ``dw1 = dh^T s``, ``db1 = sum_n dh``, ``ds = w1^T dh``,
-    ``dx = dy * g + ds / (H*W)``. hard_sigmoid' is 1/6 on (-3, 3), else 0."""
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-    xa, dy = x.to(acc), grad_y.to(acc)
-    W1, B1, W2, B2 = w1.to(acc), b1.to(acc), w2.to(acc), b2.to(acc)
-    hw = x.shape[2] * x.shape[3]
-    s = xa.mean((2, 3))
-    h = s @ W1.t() + B1
-    z = h.clamp(min=0)
-    u = z @ W2.t() + B2
-    g = _gate(u, gate)
-    gp = g * (1 - g) if gate == "sigmoid" else ((u > -3) & (u < 3)).to(acc) / 6
-    du = (dy * xa).sum((2, 3)) * gp
-    dh = (du @ W2) * (h > 0).to(acc)
-    ds = dh @ W1
-    dx = dy * g[:, :, None, None] + (ds / hw)[:, :, None, None]
-    return (
-        dx.to(x.dtype),
-        (dh.t() @ s).to(w1.dtype),
-        dh.sum(0).to(b1.dtype),
-        (du.t() @ z).to(w2.dtype),
-        du.sum(0).to(b2.dtype),
-    )
