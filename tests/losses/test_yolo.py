@@ -91,6 +91,34 @@ def test_perfect_logits_have_near_zero_loss(box_loss):
     assert parts["cls"] > 1.0
 
 
+def test_training_and_inference_decode_the_same_boxes_for_extreme_logits():
+    """The loss decodes with the same formula and t_wh cap as zoo.ops.yolo_decode (extension or
+    fallback) and yolo_postprocess: huge logits give the same finite boxes on both sides."""
+    g = torch.Generator().manual_seed(0)
+    p = torch.randn(2, 3 * 7, 4, 5, generator=g)
+    v = p.view(2, 3, 7, 4, 5)
+    v[0, 0, 2, 0, 0], v[0, 1, 3, 1, 2], v[1, 2, 2, 3, 4] = 50.0, 1e4, float("inf")
+    v[1, 0, 0, 2, 1], v[1, 1, 1, 0, 3] = 80.0, -80.0  # sigmoid saturates: offsets 1 and 0
+    anchors, stride = COCO[2], 32.0
+    train = decode_level(p, anchors, stride)  # [B, A, H, W, 4]
+    fallback = ops.reference.yolo_decode(p, anchors, stride)[..., :4].view(2, 3, 4, 5, 4)
+    kernel = ops.yolo_decode(p, anchors, stride)[..., :4].view(2, 3, 4, 5, 4)
+    assert torch.isfinite(train).all() and torch.equal(train, fallback)  # the same torch code
+    torch.testing.assert_close(kernel, train, rtol=1e-6, atol=0)  # the C++ kernel: same formula, libm's exp
+    cap = math.exp(WH_LOGIT_MAX)
+    torch.testing.assert_close(train[0, 0, 0, 0, 2], anchors[0, 0] * cap)
+    torch.testing.assert_close(train[0, 1, 1, 2, 3], anchors[1, 1] * cap)
+    torch.testing.assert_close(train[1, 2, 3, 4, 2], anchors[2, 0] * cap)
+    assert train[1, 0, 2, 1, 0] == (1 + 1) * stride and train[1, 1, 0, 3, 1] == pytest.approx(0.0, abs=1e-6)
+    # the fused post-processing returns those boxes for a cell that passes the threshold
+    v[:, :, 4] = -20.0
+    v[0, 1, 4, 1, 2], v[0, 1, 5, 1, 2] = 20.0, 20.0
+    dets = ops.yolo_postprocess([p], [anchors], [stride], conf_threshold=0.5)
+    assert len(dets[0]["boxes"]) == 1 and len(dets[1]["boxes"]) == 0
+    want = box_convert(decode_level(p, anchors, stride)[0, 1, 1, 2][None], "cxcywh", "xyxy")
+    torch.testing.assert_close(dets[0]["boxes"], want)
+
+
 def test_loss_argument_errors():
     with pytest.raises(ValueError, match="box_loss"):
         YOLOLoss(3, box_loss="l1")
