@@ -35,18 +35,15 @@ zoo/_C.so: $(CSRC) setup.py $(EXT_MODE) | $(STAMP)
 	$(PY) setup.py -q build_ext --inplace
 	@touch $@
 
-# The demo: YOLOv3-SE fitted on the embedded synthetic insects with a small input and few
-# epochs, one line per epoch, then predictions on the val images (PNGs with boxes +
-# detections.json) in runs/demo/predict and the training curves in curves.png.
-DEMO_CONFIG ?= --config configs/data/insects.yaml --config configs/detection/yolov3_se.yaml
-DEMO_ARGS   ?= --trainer.max_epochs=10 --data.img_size=224 --data.multiscale=null \
-               --data.synthetic='{n_train: 240, n_val: 60, size: 288, seed: 0}' --model.init_args.warmup_steps=60
+# The demo: YOLOv3-SE fitted on the embedded synthetic insects in about 5 minutes on 2 cores
+# (configs/demo/insects_5min.yaml), one line per epoch, then predictions on the val images
+# (PNGs with boxes + detections.json) in runs/demo/predict and the training curves in curves.png.
+DEMO_CONFIG ?= --config configs/data/insects.yaml --config configs/detection/yolov3_se.yaml \
+               --config configs/demo/insects_5min.yaml
 demo: setup
 	@rm -rf runs/demo
-	$(PY) -m zoo fit $(DEMO_CONFIG) $(DEMO_ARGS) --trainer.default_root_dir=runs/demo \
-	  --trainer.enable_progress_bar=false --trainer.enable_model_summary=false
-	$(PY) -m zoo predict $(DEMO_CONFIG) $(DEMO_ARGS) --trainer.default_root_dir=runs/demo \
-	  --trainer.enable_progress_bar=false --ckpt_path=runs/demo/lightning_logs/version_0/checkpoints/best.ckpt
+	$(PY) -m zoo fit $(DEMO_CONFIG)
+	$(PY) -m zoo predict $(DEMO_CONFIG) --ckpt_path=runs/demo/lightning_logs/version_0/checkpoints/best.ckpt
 	@echo "zoo demo: val mAP@0.5 is the 'zoo fit: best val/mAP50=' line above;" \
 	  "pictures with boxes: runs/demo/predict/*.png (detections.json beside them);" \
 	  "training curves: runs/demo/lightning_logs/version_0/curves.png (or: tensorboard --logdir runs/demo)"

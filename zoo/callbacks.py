@@ -6,6 +6,8 @@ and an exponential moving average of the weights.
 * :class:`ClassificationWriter` -- ``predict`` of a classifier: ``predictions.csv``.
 * :class:`EpochSummary` -- prints one line per epoch (epoch means of the ``train/*`` values,
   the ``val/*`` values, seconds) and draws them per epoch into ``curves.png``.
+* :class:`EMA` -- an exponential moving average of the weights, which validation, test,
+  predict and checkpoints use in place of the training weights.
 
 ``python -m zoo predict`` adds the task's writer (``LightningModule.prediction_writer()``)
 when the config names none, and ``python -m zoo fit`` adds :class:`EpochSummary`.
@@ -23,6 +25,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter, Callback
+from pytorch_lightning.trainer.states import TrainerFn
 
 #: box colours by class index (distinct on a light background)
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#0a9396", "#f032e6", "#9a6324",
@@ -269,3 +272,142 @@ class EpochSummary(Callback):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)
         plt.close(fig)
+
+
+class EMA(Callback):
+    """An exponential moving average (EMA) of the weights, evaluated and saved in their place.
+
+    After every optimizer step each floating-point parameter's average moves towards it,
+    ``ema = d * ema + (1 - d) * w``, in float32. The decay ramps up with the number of
+    updates ``n``: ``d = decay * (1 - exp(-n / tau))``, so the average follows the fast-moving
+    early weights and lengthens to about ``1 / (1 - decay)`` steps after a few ``tau``.
+    Buffers (BatchNorm running statistics) are the module's own: they already are running
+    averages. The average starts from the weights at the start of ``fit``.
+
+    * **Evaluation.** The average is swapped into the module for every validation, test and
+      predict run, and at the end of every training epoch; the training weights come back at
+      the next training batch. When ``fit`` ends the module holds the average.
+    * **Checkpoints.** A checkpoint written at the end of a validation or of an epoch
+      (``ModelCheckpoint``'s default moments, ``save_weights_only`` or not) holds the average
+      as its ``state_dict``, so ``predict --ckpt_path`` and ``load_from_checkpoint`` use it.
+      A full checkpoint also keeps the training weights and the update count in this
+      callback's state, and resuming ``fit`` from it restores both.
+    * Outside ``fit`` (``validate`` / ``test`` / ``predict`` of a loaded checkpoint) there is
+      no average and the callback does nothing: the weights loaded already are the average.
+
+    Args:
+        decay: the asymptotic decay, in (0, 1).
+        tau: the ramp of the decay, in optimizer steps (> 0).
+    """
+
+    def __init__(self, decay: float = 0.999, tau: float = 100.0) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"decay: expected a value in (0, 1), got {decay}")
+        if not tau > 0:
+            raise ValueError(f"tau: expected a positive number of steps, got {tau}")
+        self.decay, self.tau = float(decay), float(tau)
+        self.updates = 0
+        self._names: list[str] = []
+        self._ema: list[torch.Tensor] | None = None
+        self._backup: list[torch.Tensor] | None = None  # the training weights while the average is swapped in
+        self._last_step = -1
+        self._resume: dict[str, torch.Tensor] | None = None
+
+    def decay_at(self, n: int) -> float:
+        """The decay of update number ``n`` (1-based)."""
+        return self.decay * (1.0 - math.exp(-n / self.tau))
+
+    def _params(self, pl_module: pl.LightningModule) -> list[torch.Tensor]:
+        named = dict(pl_module.named_parameters())
+        return [named[n] for n in self._names]
+
+    @torch.no_grad()
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._names = [n for n, p in pl_module.named_parameters() if p.is_floating_point()]
+        params = self._params(pl_module)
+        # (resuming: the module was loaded with the checkpoint's state_dict, i.e. the average)
+        self._ema = [p.detach().to(torch.float32, copy=True) for p in params]
+        self._backup = None
+        if self._resume is not None:
+            missing = [n for n in self._names if n not in self._resume]
+            if missing:
+                raise ValueError(f"EMA: the checkpoint's training weights lack {missing[:3]} ...")
+            for name, p in zip(self._names, params):
+                p.copy_(self._resume[name].to(p.device, p.dtype))
+            self._resume = None
+        else:
+            self.updates = 0
+        self._last_step = trainer.global_step
+
+    @torch.no_grad()
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._restore(pl_module)
+
+    @torch.no_grad()
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._ema is None or trainer.global_step == self._last_step:  # no optimizer step (accumulating)
+            return
+        self._last_step = trainer.global_step
+        self.updates += 1
+        weight = 1.0 - self.decay_at(self.updates)
+        for e, p in zip(self._ema, self._params(pl_module)):
+            e.lerp_(p.detach().float(), weight)
+
+    @torch.no_grad()
+    def _swap_in(self, pl_module: pl.LightningModule) -> None:
+        if self._ema is None or self._backup is not None:
+            return
+        params = self._params(pl_module)
+        self._backup = [p.detach().clone() for p in params]
+        for p, e in zip(params, self._ema):
+            p.copy_(e)
+
+    @torch.no_grad()
+    def _restore(self, pl_module: pl.LightningModule) -> None:
+        if self._backup is None:
+            return
+        for p, b in zip(self._params(pl_module), self._backup):
+            p.copy_(b)
+        self._backup = None
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._swap_in(pl_module)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn != TrainerFn.FITTING:  # a validate() call of its own: give the weights back
+            self._restore(pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._swap_in(pl_module)  # (for the epoch-end checkpoint; undone at the next batch)
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self._swap_in(pl_module)
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        self._swap_in(pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._swap_in(pl_module)  # the fitted module is the average
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"updates": self.updates, "decay": self.decay, "tau": self.tau}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.updates = int(state_dict.get("updates", 0))
+        self._resume = state_dict.get("train_weights")
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        # (a full checkpoint: Lightning has put this callback's state_dict() under "callbacks")
+        if self._ema is None:
+            return
+        params = self._params(pl_module)
+        if self._backup is not None:  # the module holds the average: state_dict already is the average
+            train = self._backup
+        else:
+            train = [p.detach() for p in params]
+            state = checkpoint["state_dict"]
+            for name, p, e in zip(self._names, params, self._ema):
+                if name in state:
+                    state[name] = e.to(p.dtype).clone()
+        mine = checkpoint.setdefault("callbacks", {}).setdefault(self.state_key, self.state_dict())
+        mine["train_weights"] = {n: t.detach().clone().cpu() for n, t in zip(self._names, train)}

@@ -77,6 +77,22 @@ def test_every_classification_model_trains_with_the_digits_recipe(name, tmp_path
     assert cli.datamodule.hparams.arch == name and cli.datamodule.mean == spec.mean
 
 
+def test_demo_overlay_merges_into_the_recipe_and_model_configs(tmp_path):
+    """configs/demo/insects_5min.yaml (what `make demo` adds) changes some arguments and keeps the rest."""
+    from zoo.callbacks import EMA
+
+    cli = fast_fit(tmp_path, "--config", RECIPES["detection"], "--config",
+                   os.path.join(ROOT, "configs", "detection", "yolov3_se.yaml"), "--config",
+                   os.path.join(ROOT, "configs", "demo", "insects_5min.yaml"), *tiny_detection(tmp_path))
+    with open(RECIPES["detection"]) as f:
+        recipe = yaml.safe_load(f)
+    hp = cli.model.hparams
+    assert hp.arch == "yolov3_se" and hp.anchors == recipe["model"]["init_args"]["anchors"]  # kept
+    assert hp.lr == 2e-3 and hp.channels_last and hp.net_kwargs == {"zero_init_residual": True}  # changed
+    assert cli.datamodule.hparams.batch_size == 4 and cli.datamodule.hparams.augment["degrees"] == 0
+    assert [type(c) for c in cli.trainer.callbacks if isinstance(c, EMA)] == [EMA]
+
+
 def test_insects_recipe_links_classes_and_size_into_the_detector(tmp_path):
     cli = fast_fit(tmp_path, "--config", RECIPES["detection"], *tiny_detection(tmp_path))
     assert cli.model.classes == list(zoo.data.INSECT_CLASSES) == cli.datamodule.classes

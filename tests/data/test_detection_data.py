@@ -106,6 +106,20 @@ def test_synthetic_round_trip_through_the_voc_reader(tmp_path):
         assert (root / "train" / rel).read_bytes() == (again / "train" / rel).read_bytes()
 
 
+def test_denser_training_scenes_leave_val_unchanged(tmp_path):
+    plain = synthetic_insects(tmp_path / "plain", n_train=4, n_val=2, size=128, seed=5)
+    dense = synthetic_insects(tmp_path / "dense", n_train=4, n_val=2, size=128, seed=5, train_insects=[12, 14])
+    for rel in ("images/00000.jpeg", "images/00001.jpeg", "annotations/xmls/00001.xml"):
+        assert (plain / "val" / rel).read_bytes() == (dense / "val" / rel).read_bytes()
+    counts = [len(r["labels"]) for r in VOCDetection(dense, "train").records]
+    # at most 14 per scene; an insect with no free place in 20 tries is left out, so allow a few fewer
+    assert max(counts) <= 14 and min(counts) >= 6 and sum(counts) > sum(
+        len(r["labels"]) for r in VOCDetection(plain, "train").records)
+    for bad in ([0, 3], [5, 4], [3]):
+        with pytest.raises(ValueError, match="train_insects"):
+            synthetic_insects(tmp_path / "bad", n_train=1, n_val=1, size=64, train_insects=bad)
+
+
 # ------------------------------------------------------------------------------------------
 # augmentation keeps boxes around their objects
 
@@ -461,7 +475,25 @@ def test_interrupted_generation_is_redone(tmp_path):
     assert (root / det.COMPLETE_MARKER).is_file() and len(VOCDetection(root, "val")) == 1
 
 
+def test_augment_dict_overrides_the_training_augmentations(tmp_path):
+    kwargs = dict(synthetic={"n_train": 2, "n_val": 1, "size": 96, "seed": 2}, data_dir=str(tmp_path), img_size=64)
+    off = {"degrees": 0, "translate": 0, "scale": [1, 1], "hflip": 0, "vflip": 0, "jitter": 0}
+    dm = DetectionDataModule(**kwargs, augment=off)
+    dm.setup("fit")
+    plain = VOCDetection(dm.data_root, "train", transforms=eval_transforms(64))
+    for i in range(2):  # every augmentation off: the training sample is the plain letterboxed one
+        (img, tgt, _), (ref, ref_tgt, _) = dm.train_set[i], plain[i]
+        torch.testing.assert_close(img, ref)
+        torch.testing.assert_close(tgt["boxes"], ref_tgt["boxes"])
+    flips = DetectionDataModule(**kwargs, augment={"degrees": 0, "scale": [1, 1], "jitter": 0, "translate": 0,
+                                                   "hflip": 1.0, "vflip": 0})
+    flips.setup("fit")
+    torch.testing.assert_close(flips.train_set[0][0], plain[0][0].flip(-1))  # always mirrored
+
+
 def test_datamodule_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="augment"):
+        DetectionDataModule(augment={"rotate": 5})
     with pytest.raises(ValueError, match="img_size"):
         DetectionDataModule(img_size=100)
     with pytest.raises(ValueError, match="multiscale"):

@@ -141,3 +141,30 @@ def test_se_option_uses_the_fused_op_in_every_block(monkeypatch):
     assert calls == [64] * 1 + [128] * 2 + [256] * 8 + [512] * 8 + [1024] * 4
     blocks = [m for m in net.modules() if isinstance(m, DarkResidual)]
     assert len(blocks) == 23 and all(b.se.rd_channels == b.conv2.conv.out_channels // 8 for b in blocks)
+
+
+@pytest.mark.parametrize("se", [False, True])
+def test_zero_init_residual_makes_every_block_the_identity(se):
+    torch.manual_seed(0)
+    net = Darknet53(num_classes=0, se=se, zero_init_residual=True).train()
+    default = Darknet53(num_classes=0, se=se).train()
+    x = torch.randn(2, 64, 8, 8)
+    blocks = [m for m in net.modules() if isinstance(m, DarkResidual)]
+    assert len(blocks) == 23
+    for block in blocks[:1]:  # (the first stage's block: 64 channels)
+        assert torch.equal(block(x), x)
+    first = [m for m in default.modules() if isinstance(m, DarkResidual)][0]
+    assert not torch.equal(first(x), x)
+    # only the last BatchNorm scale of each branch differs from the default init
+    zeroed = {n for n, p in net.named_parameters() if p.ndim == 1 and torch.all(p == 0) and "weight" in n}
+    assert zeroed == {f"{n}.conv2.bn.weight" for n, m in net.named_modules() if isinstance(m, DarkResidual)}
+
+
+def test_yolov3_zero_init_residual_survives_the_head_init():
+    net = zoo.create_net("yolov3_se", num_classes=7, zero_init_residual=True)
+    blocks = [m for m in net.modules() if isinstance(m, DarkResidual)]
+    assert len(blocks) == 23 and all(torch.all(b.conv2.bn.weight == 0) for b in blocks)
+    assert all(torch.all(b.conv1.bn.weight == 1) for b in blocks)
+    x = torch.randn(1, 256, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(blocks[5](x), x)  # a stride-8 block (256 channels) is the identity

@@ -1,6 +1,8 @@
 """Warmup + exponential / cosine decay against torch's own schedulers and the closed forms."""
 from __future__ import annotations
 
+import copy
+
 import io
 import math
 import pickle
@@ -76,6 +78,29 @@ def test_make_optimizer_groups_and_kinds():
     assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"] == (0.937, 0.999)
     with pytest.raises(ValueError, match="optimizer"):
         make_optimizer(net, "lamb", lr=1e-3, weight_decay=0.0, momentum=0.9)
+
+
+@pytest.mark.parametrize("name, reference", [
+    ("sgd", lambda groups: torch.optim.SGD(groups, lr=0.05, momentum=0.9, nesterov=True, foreach=False)),
+    ("adamw", lambda groups: torch.optim.AdamW(groups, lr=0.05, betas=(0.9, 0.999), foreach=False)),
+])
+def test_make_optimizer_fuses_on_the_cpu_and_steps_like_torch(name, reference):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 1))
+    twin = copy.deepcopy(net)
+    ours = make_optimizer(net, name, lr=0.05, weight_decay=1e-2, momentum=0.9)
+    assert ours.defaults["fused"] is True  # every parameter is on the CPU
+    assert make_optimizer(net, name, 0.05, 1e-2, 0.9, fused=False).defaults["fused"] is False
+    ref = reference([{"params": [p for p in twin.parameters() if p.ndim > 1], "weight_decay": 1e-2},
+                     {"params": [p for p in twin.parameters() if p.ndim <= 1], "weight_decay": 0.0}])
+    x = torch.randn(16, 5)
+    for _ in range(5):
+        for model, opt in ((net, ours), (twin, ref)):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    for a, b in zip(net.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_closed_form_with_decay_steps_and_staircase():

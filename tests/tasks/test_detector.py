@@ -62,6 +62,22 @@ def test_overfits_one_batch(arch, size):
     assert loss.item() < first / 10, (first, loss.item(), step)
 
 
+def test_channels_last_computes_what_the_default_layout_computes():
+    torch.manual_seed(0)
+    plain = Detector("yolov3_se", classes=["a", "b", "c"], img_size=64).eval()
+    nhwc = Detector("yolov3_se", classes=["a", "b", "c"], img_size=64, channels_last=True).eval()
+    nhwc.load_state_dict(plain.state_dict())
+    conv = nhwc.net.backbone.stem.conv.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(plain(x), nhwc(x)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        targets = _targets()
+        torch.testing.assert_close(nhwc.loss(nhwc(x), targets)[0], plain.loss(plain(x), targets)[0],
+                                   rtol=1e-4, atol=1e-4)
+
+
 def test_to_original_inverts_the_letterbox():
     meta = {"scale": 0.5, "pad": (0.0, 16.0), "orig_size": (100, 200)}
     net = torch.tensor([[10.0, 26.0, 50.0, 56.0], [-5.0, 10.0, 300.0, 80.0]])

@@ -260,6 +260,10 @@ class DetectionTransforms:
         return image, target, {"scale": scale, "pad": pad}
 
 
+#: The random augmentations :func:`train_transforms` takes (``DetectionDataModule(augment={...})``).
+AUGMENT_OPTIONS = ("degrees", "translate", "scale", "hflip", "vflip", "jitter")
+
+
 def train_transforms(img_size: int, augment: bool = True, degrees: float | tuple[float, float] = 10.0,
                      translate: float = 0.1, scale: tuple[float, float] = (0.75, 1.25), hflip: float = 0.5,
                      vflip: float = 0.5, jitter: float = 0.25, min_size: float = 2.0) -> DetectionTransforms:
@@ -527,7 +531,9 @@ def synthetic_root(data_dir: str | os.PathLike, synthetic: dict | None = None) -
     if unknown:
         raise ValueError(f"synthetic: unknown keys {sorted(unknown)}; known: {', '.join(kwargs)}")
     kwargs.update(synthetic or {})
-    key = json.dumps({**kwargs, "version": GENERATOR_VERSION}, sort_keys=True)
+    # (options left at None are not in the key: sets generated before an option existed keep their folder)
+    key = json.dumps({**{k: v for k, v in kwargs.items() if v is not None}, "version": GENERATOR_VERSION},
+                     sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
     return Path(data_dir) / f"synthetic_insects_{digest}", kwargs
 
@@ -572,7 +578,9 @@ class DetectionDataModule(SplitDataModule):
     else val; predict reads ``predict_dir`` (empty targets), else the val split.
 
     Images are letterboxed to ``img_size`` (gray padding). Training adds the random
-    augmentations of :func:`train_transforms` when ``augment``; ``multiscale=[lo, hi]``
+    augmentations of :func:`train_transforms` when ``augment`` is true; a dict overrides
+    some of their defaults (e.g. ``{degrees: 0, scale: [1, 1], jitter: 0}`` keeps only the
+    flips; keys: :data:`AUGMENT_OPTIONS`). ``multiscale=[lo, hi]``
     letterboxes training images to the largest multiple of 32 in the range and resizes
     each training batch to a random multiple of 32 in it. Batches are
     ``(images, targets, metas)``, see the module docstring. The CLI passes ``classes``
@@ -589,7 +597,7 @@ class DetectionDataModule(SplitDataModule):
         batch_size: int = 8,
         num_workers: int = 0,
         multiscale: list[int] | None = None,
-        augment: bool = True,
+        augment: bool | dict[str, Any] = True,
         use_difficult: bool = False,
         predict_dir: str | None = None,
         synthetic: dict | None = None,
@@ -602,6 +610,10 @@ class DetectionDataModule(SplitDataModule):
             raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
         if num_workers < 0:
             raise ValueError(f"num_workers: expected >= 0, got {num_workers}")
+        if isinstance(augment, dict):
+            unknown = set(augment) - set(AUGMENT_OPTIONS)
+            if unknown:
+                raise ValueError(f"augment: unknown keys {sorted(unknown)}; known: {', '.join(AUGMENT_OPTIONS)}")
         self.sizes: list[int] | None = None
         if multiscale is not None:
             if len(multiscale) != 2 or not 0 < multiscale[0] <= multiscale[1]:
@@ -645,7 +657,9 @@ class DetectionDataModule(SplitDataModule):
 
         if stage in (None, "fit") and self.train_set is None:
             train_size = max(self.sizes) if self.sizes else hp.img_size
-            self.train_set = self._split("train", train_transforms(train_size, hp.augment), train=True)
+            options = hp.augment if isinstance(hp.augment, dict) else {}
+            self.train_set = self._split("train", train_transforms(train_size, bool(hp.augment), **options),
+                                         train=True)
         if stage in (None, "fit", "validate"):
             val()
         if stage in (None, "test") and self.test_set is None:

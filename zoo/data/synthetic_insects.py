@@ -162,10 +162,12 @@ def _tray(size: int, rng: np.random.Generator) -> np.ndarray:
     return img
 
 
-def render_scene(size: int, rng: np.random.Generator, max_insects: int = 15):
+def render_scene(size: int, rng: np.random.Generator, max_insects: int = 15, min_insects: int = 1):
     """One scene: ``(image [size, size, 3] uint8, boxes [n, 4] int xyxy, labels [n] int)``.
 
-    Boxes are the tight boxes of each insect's visible pixels (0-based pixel edges).
+    Boxes are the tight boxes of each insect's visible pixels (0-based pixel edges). The scene
+    tries to place a uniform random number of insects in ``[min_insects, max_insects]`` (an
+    insect that finds no free place in 20 tries is left out).
     """
     img = _tray(size, rng)
     label_map = np.zeros((size, size), np.int32)
@@ -173,7 +175,7 @@ def render_scene(size: int, rng: np.random.Generator, max_insects: int = 15):
     visible: list[int] = []
     windows: list[tuple[int, int, int, int]] = []
     classes: list[int] = []
-    for _ in range(int(rng.integers(1, max_insects + 1))):
+    for _ in range(int(rng.integers(min_insects, max_insects + 1))):
         cls = int(rng.integers(len(INSECT_CLASSES)))
         length = rng.uniform(0.06, 0.20) * size
         mask, rgb, (hy, hx) = _render_insect(cls, length, rng.uniform(0, 2 * math.pi), rng)
@@ -238,14 +240,19 @@ def write_voc_xml(path: str | os.PathLike, filename: str, width: int, height: in
 
 
 def synthetic_insects(root: str | os.PathLike, n_train: int = 200, n_val: int = 40, size: int = 320,
-                      seed: int = 0) -> Path:
+                      seed: int = 0, train_insects: tuple[int, int] | list[int] | None = None) -> Path:
     """Write ``n_train`` + ``n_val`` generated scenes under ``root`` in the insects layout.
 
     ``root/{train,val}/images/NNNNN.jpeg`` (quality 90) and
     ``root/{train,val}/annotations/xmls/NNNNN.xml``. Deterministic given ``seed``
     (each image has its own random stream, so a split's images do not depend on the
-    other split's size). Returns ``Path(root)``.
+    other split's size). ``train_insects = [lo, hi]``: the number of insects per training
+    scene (default 1-15, as in val; val scenes are always 1-15). Returns ``Path(root)``.
     """
+    if train_insects is not None:
+        if len(train_insects) != 2 or not 1 <= int(train_insects[0]) <= int(train_insects[1]):
+            raise ValueError(f"train_insects: expected [lo, hi] with 1 <= lo <= hi, got {train_insects}")
+        lo, hi = int(train_insects[0]), int(train_insects[1])
     if size < 64:
         raise ValueError(f"size: expected >= 64 pixels, got {size}")
     if n_train < 1 or n_val < 1:
@@ -257,7 +264,10 @@ def synthetic_insects(root: str | os.PathLike, n_train: int = 200, n_val: int = 
         xml_dir.mkdir(parents=True, exist_ok=True)
         for i in range(n):
             rng = np.random.default_rng([seed, split_id, i])
-            image, boxes, labels = render_scene(size, rng)
+            if split == "train" and train_insects is not None:
+                image, boxes, labels = render_scene(size, rng, max_insects=hi, min_insects=lo)
+            else:
+                image, boxes, labels = render_scene(size, rng)
             stem = f"{i:05d}"
             Image.fromarray(image).save(img_dir / f"{stem}.jpeg", quality=90, subsampling=0)
             write_voc_xml(xml_dir / f"{stem}.xml", f"{stem}.jpeg", size, size, boxes, labels)

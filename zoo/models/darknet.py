@@ -74,6 +74,10 @@ class DarkResidual(nn.Module):
         self.conv2 = ConvBNAct(channels // 2, channels, 3, negative_slope=negative_slope)
         self.se = SEBlock(channels, reduction=se_reduction) if se else None
 
+    def zero_init_last(self) -> None:
+        """Start the branch at 0 (the last BatchNorm's scale): the block is the identity at init."""
+        nn.init.zeros_(self.conv2.bn.weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv2(self.conv1(x))
         if self.se is not None:
@@ -126,6 +130,8 @@ class Darknet53(ClassifierBackbone, nn.Module):
         negative_slope: LeakyReLU slope (darknet 0.1; timm's darknet53 uses 0.01).
         drop_rate: dropout before the classifier.
         features_only, out_indices: see above.
+        zero_init_residual: start every residual branch's last BatchNorm scale at 0, so each
+            residual block is the identity at init (Goyal et al., 2017; faster early training).
     """
 
     def __init__(
@@ -138,6 +144,7 @@ class Darknet53(ClassifierBackbone, nn.Module):
         drop_rate: float = 0.0,
         features_only: bool = False,
         out_indices: Sequence[int] = (3, 4, 5),
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
         self._init_backbone(in_chans, drop_rate)
@@ -153,9 +160,9 @@ class Darknet53(ClassifierBackbone, nn.Module):
         self.stages = nn.Sequential(*stages)
         self._setup_features(info, features_only, out_indices)
         self._build_head(cin, num_classes)
-        self._init_weights(negative_slope)
+        self._init_weights(negative_slope, zero_init_residual)
 
-    def _init_weights(self, negative_slope: float) -> None:
+    def _init_weights(self, negative_slope: float, zero_init_residual: bool) -> None:
         se_convs = {id(c) for m in self.modules() if isinstance(m, SEBlock) for c in (m.fc1, m.fc2)}
         for m in self.modules():  # SE blocks keep their own (torch default) init
             if isinstance(m, nn.Conv2d) and id(m) not in se_convs:
@@ -163,6 +170,10 @@ class Darknet53(ClassifierBackbone, nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, DarkResidual):
+                    m.zero_init_last()
 
     def feature_stages(self) -> list[nn.Module]:
         """The stem (stride 1), then the five stages (strides 2 .. 32)."""

@@ -53,7 +53,7 @@ from torch.nn import functional as F
 
 from ..nn import check_image_batch, check_in_chans
 from ..registry import register_model
-from .darknet import LEAKY_SLOPE, ConvBNAct, Darknet53
+from .darknet import LEAKY_SLOPE, ConvBNAct, DarkResidual, Darknet53
 
 AnchorSpec = Sequence[Sequence[Sequence[float]]] | torch.Tensor
 
@@ -214,6 +214,8 @@ class YOLOv3(_YOLOBase):
         se: a Squeeze-and-Excitation block in every Darknet-53 residual block.
         se_reduction: SE reduction ratio.
         negative_slope: LeakyReLU slope (darknet: 0.1).
+        zero_init_residual: each Darknet-53 residual block starts as the identity
+            (:class:`~zoo.models.darknet.Darknet53`).
 
     Attributes:
         num_classes, in_chans, num_anchors: as built.
@@ -237,6 +239,7 @@ class YOLOv3(_YOLOBase):
         se: bool = False,
         se_reduction: float = 16,
         negative_slope: float = LEAKY_SLOPE,
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
         self._setup(num_classes, in_chans, anchors, (8, 16, 32))
@@ -260,6 +263,10 @@ class YOLOv3(_YOLOBase):
         self.heads = nn.ModuleList(heads)
         self.laterals = nn.ModuleList(laterals)
         self._init_weights()
+        if zero_init_residual:  # (after _init_weights, which resets every BatchNorm)
+            for m in self.backbone.modules():
+                if isinstance(m, DarkResidual):
+                    m.zero_init_last()
 
     def prediction_convs(self) -> list[nn.Conv2d]:
         """The output convs, in output order."""
