@@ -78,3 +78,30 @@ def perfect_maps(targets, anchors, strides, sizes, num_classes):
             cell[4] = 12.0
             cell[5 + label] = 12.0
     return [m.permute(0, 1, 4, 2, 3).reshape(m.shape[0], -1, m.shape[2], m.shape[3]).contiguous() for m in maps]
+
+
+def fit_and_record_lrs(trainer, module, **fit_kwargs) -> list[float]:
+    """``trainer.fit(module, **fit_kwargs)``, returning the first group's lr at every training batch."""
+    import pytorch_lightning as pl
+
+    lrs: list[float] = []
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer.callbacks.append(Record())
+    trainer.fit(module, **fit_kwargs)
+    return lrs
+
+
+def torch_schedule_lrs(lr: float, steps: int, make_scheduler) -> list[float]:
+    """The lr of each of ``steps`` steps under ``make_scheduler(optimizer)`` (a torch scheduler), from ``lr``."""
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = make_scheduler(opt)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out

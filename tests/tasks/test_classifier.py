@@ -10,6 +10,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
 import zoo
 from zoo.data import DigitsDataModule
 from zoo.tasks import Classifier
+from tests.util import fit_and_record_lrs, torch_schedule_lrs
 
 
 def _trainer(tmp_path, **kw):
@@ -87,23 +88,11 @@ def test_default_schedule_is_linear_warmup_then_cosine(tmp_path):
     CosineAnnealingLR down to 0 at the last step."""
     m = Classifier("resnet18", num_classes=10, lr=0.1, warmup_epochs=1)
     trainer = _trainer(tmp_path, max_epochs=4, limit_train_batches=5, limit_val_batches=0)
-    lrs = []
-
-    class Record(pl.Callback):
-        def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
-
-    trainer.callbacks.append(Record())
-    trainer.fit(m, datamodule=DigitsDataModule())
+    lrs = fit_and_record_lrs(trainer, m, datamodule=DigitsDataModule())
     total, warm = 20, 5
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    ref = SequentialLR(opt, [LinearLR(opt, start_factor=1 / (warm + 1), end_factor=1.0, total_iters=warm),
-                             CosineAnnealingLR(opt, T_max=total - warm)], milestones=[warm])
-    want = []
-    for _ in range(total):
-        want.append(opt.param_groups[0]["lr"])
-        opt.step()
-        ref.step()
+    want = torch_schedule_lrs(0.1, total, lambda opt: SequentialLR(
+        opt, [LinearLR(opt, start_factor=1 / (warm + 1), end_factor=1.0, total_iters=warm),
+              CosineAnnealingLR(opt, T_max=total - warm)], milestones=[warm]))
     assert len(lrs) == total
     for got, exp in zip(lrs, want):
         assert got == pytest.approx(exp, rel=1e-9, abs=1e-12)

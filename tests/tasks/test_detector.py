@@ -13,7 +13,7 @@ import zoo
 from zoo.callbacks import DetectionWriter
 from zoo.data import to_original
 from zoo.tasks import Detector
-from tests.util import perfect_maps
+from tests.util import fit_and_record_lrs, perfect_maps, torch_schedule_lrs
 
 
 def _targets():
@@ -135,23 +135,11 @@ def test_default_schedule_is_linear_warmup_then_exponential(tmp_path):
     trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
                          default_root_dir=str(tmp_path))
-    lrs = []
-
-    class Record(pl.Callback):
-        def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
-
-    trainer.callbacks.append(Record())
-    trainer.fit(det, datamodule=dm)
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    lrs = fit_and_record_lrs(trainer, det, datamodule=dm)
     total = 8  # 2 epochs x 4 batches
-    ref = SequentialLR(opt, [LinearLR(opt, start_factor=1e-12, end_factor=1.0, total_iters=3),
-                             ExponentialLR(opt, gamma=0.1 ** (1 / (total - 3)))], milestones=[3])
-    want = []
-    for _ in range(total):
-        want.append(opt.param_groups[0]["lr"])
-        opt.step()
-        ref.step()
+    want = torch_schedule_lrs(0.01, total, lambda opt: SequentialLR(
+        opt, [LinearLR(opt, start_factor=1e-12, end_factor=1.0, total_iters=3),
+              ExponentialLR(opt, gamma=0.1 ** (1 / (total - 3)))], milestones=[3]))
     assert len(lrs) == total
     for got, exp in zip(lrs, want):
         assert got == pytest.approx(exp, rel=1e-9, abs=1e-12)
