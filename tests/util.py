@@ -95,13 +95,17 @@ def fit_and_record_lrs(trainer, module, **fit_kwargs) -> list[float]:
     return lrs
 
 
+def scheduled_lrs(scheduler, optimizer, steps: int) -> list[float]:
+    """The first group's lr at each of ``steps`` steps of ``optimizer`` under ``scheduler``."""
+    out = []
+    for _ in range(steps):
+        out.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return out
+
+
 def torch_schedule_lrs(lr: float, steps: int, make_scheduler) -> list[float]:
     """The lr of each of ``steps`` steps under ``make_scheduler(optimizer)`` (a torch scheduler), from ``lr``."""
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
-    sched = make_scheduler(opt)
-    out = []
-    for _ in range(steps):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return out
+    return scheduled_lrs(make_scheduler(opt), opt, steps)

@@ -19,15 +19,7 @@ from zoo.optim import (
     make_optimizer,
     warmup_exponential,
 )
-
-
-def _lrs(sched, opt, steps):
-    out = []
-    for _ in range(steps):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return out
+from tests.util import scheduled_lrs
 
 
 def _opt(lr=0.1):
@@ -44,7 +36,7 @@ def test_matches_torch_linear_then_exponential(warmup, start, gamma):
                                      ExponentialLR(ref_opt, gamma=gamma)], milestones=[warmup])
     else:
         ref = ExponentialLR(ref_opt, gamma=gamma)
-    a, b = _lrs(ours, ours_opt, 40), _lrs(ref, ref_opt, 40)
+    a, b = scheduled_lrs(ours, ours_opt, 40), scheduled_lrs(ref, ref_opt, 40)
     for x, y in zip(a, b):
         assert x == pytest.approx(y, rel=1e-9, abs=1e-12)
 
@@ -60,10 +52,10 @@ def test_cosine_matches_torch_linear_then_cosine_annealing(warmup, start, min_fa
     ref = cosine if not warmup else SequentialLR(
         ref_opt, [LinearLR(ref_opt, start_factor=start, end_factor=1.0, total_iters=warmup), cosine],
         milestones=[warmup])
-    a, b = _lrs(ours, ours_opt, total + 1), _lrs(ref, ref_opt, total + 1)
+    a, b = scheduled_lrs(ours, ours_opt, total + 1), scheduled_lrs(ref, ref_opt, total + 1)
     for x, y in zip(a, b):
         assert x == pytest.approx(y, rel=1e-9, abs=1e-12)
-    assert _lrs(ours, ours_opt, 5) == pytest.approx([0.1 * min_factor] * 5, abs=1e-12)
+    assert scheduled_lrs(ours, ours_opt, 5) == pytest.approx([0.1 * min_factor] * 5, abs=1e-12)
 
 
 def test_make_optimizer_groups_and_kinds():
@@ -122,7 +114,7 @@ def test_closed_form_with_decay_steps_and_staircase():
 def test_state_round_trip_and_pickle():
     opt = _opt()
     sched = WarmupExponentialLR(opt, warmup_steps=3, gamma=0.5, decay_steps=2)
-    _lrs(sched, opt, 5)
+    scheduled_lrs(sched, opt, 5)
     state = sched.state_dict()
     # plain values only: a Lightning checkpoint holding it loads with weights_only=True
     buf = io.BytesIO()
