@@ -171,9 +171,13 @@ class Darknet53(ClassifierBackbone, nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         if zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, DarkResidual):
-                    m.zero_init_last()
+            self.zero_init_blocks()
+
+    def zero_init_blocks(self) -> None:
+        """Start every residual branch at 0 (:meth:`DarkResidual.zero_init_last`)."""
+        for m in self.modules():
+            if isinstance(m, DarkResidual):
+                m.zero_init_last()
 
     def feature_stages(self) -> list[nn.Module]:
         """The stem (stride 1), then the five stages (strides 2 .. 32)."""

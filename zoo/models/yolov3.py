@@ -53,7 +53,7 @@ from torch.nn import functional as F
 
 from ..nn import check_image_batch, check_in_chans
 from ..registry import register_model
-from .darknet import LEAKY_SLOPE, ConvBNAct, DarkResidual, Darknet53
+from .darknet import LEAKY_SLOPE, ConvBNAct, Darknet53
 
 AnchorSpec = Sequence[Sequence[Sequence[float]]] | torch.Tensor
 
@@ -264,9 +264,7 @@ class YOLOv3(_YOLOBase):
         self.laterals = nn.ModuleList(laterals)
         self._init_weights()
         if zero_init_residual:  # (after _init_weights, which resets every BatchNorm)
-            for m in self.backbone.modules():
-                if isinstance(m, DarkResidual):
-                    m.zero_init_last()
+            self.backbone.zero_init_blocks()
 
     def prediction_convs(self) -> list[nn.Conv2d]:
         """The output convs, in output order."""
