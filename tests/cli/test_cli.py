@@ -88,7 +88,7 @@ def test_demo_overlay_merges_into_the_recipe_and_model_configs(tmp_path):
         recipe = yaml.safe_load(f)
     hp = cli.model.hparams
     assert hp.arch == "yolov3_se" and hp.anchors == recipe["model"]["init_args"]["anchors"]  # kept
-    assert hp.lr == 2e-3 and hp.channels_last and hp.net_kwargs == {"zero_init_residual": True}  # changed
+    assert hp.lr == 2e-3 and hp.warmup_steps == 30 and hp.net_kwargs == {"zero_init_residual": True}  # changed
     assert cli.datamodule.hparams.batch_size == 4 and cli.datamodule.hparams.augment["degrees"] == 0
     assert [type(c) for c in cli.trainer.callbacks if isinstance(c, EMA)] == [EMA]
 

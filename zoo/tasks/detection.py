@@ -59,8 +59,9 @@ class Detector(Task):
             linear warmup from 0, then ``lr * lr_gamma ** ((step - warmup) / lr_decay_steps)``.
             ``lr_decay_steps=None`` spreads one factor of ``lr_gamma`` over the whole run.
         net_kwargs: extra keyword arguments for the net builder (e.g. ``{zero_init_residual: true}``).
-        channels_last: run the net in the channels-last (NHWC) memory format, which the CPU's
-            oneDNN convolutions and the GPU's tensor cores run faster.
+        channels_last: run the net in the channels-last (NHWC) memory format, which tensor-core
+            GPUs prefer (on a 2-core CPU a YOLOv3-SE step at 224 px, batch 4, takes the same time
+            either way: 0.835 s vs 0.843 s).
     """
 
     def __init__(
