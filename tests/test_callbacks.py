@@ -119,7 +119,7 @@ def test_resuming_a_full_checkpoint_equals_an_uninterrupted_run(tmp_path):
     first = Tiny()
     ckpt = ModelCheckpoint(dirpath=tmp_path / "half", save_last=True, save_top_k=0)
     _trainer(tmp_path / "half", 2, [EMA(DECAY, TAU), ckpt]).fit(first, _loader(), _loader())
-    saved = torch.load(tmp_path / "half" / "last.ckpt", weights_only=False)
+    saved = torch.load(tmp_path / "half" / "last.ckpt", weights_only=True)
     state = next(v for k, v in saved["callbacks"].items() if k.startswith("EMA"))
     assert state["updates"] == 12 and set(state["train_weights"]) == {"bn.weight", "bn.bias", "fc.weight", "fc.bias"}
     torch.testing.assert_close(saved["state_dict"]["fc.weight"], first.fc.weight)  # the average
