@@ -25,6 +25,12 @@ def weight_decay_groups(module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def check_optimizer(name: str) -> None:
+    """``ValueError`` unless ``name`` is one of :data:`OPTIMIZERS`."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {name!r}")
+
+
 def _fused_ok(params: list[torch.Tensor]) -> bool:
     """Whether torch's fused (one kernel per step) optimizers take every parameter."""
     from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
@@ -42,8 +48,7 @@ def make_optimizer(module, name: str, lr: float, weight_decay: float, momentum: 
     update; on the CPU about 5x faster than the default for-each one on a 60M-parameter net);
     ``None`` uses it wherever every parameter's device has it.
     """
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {name!r}")
+    check_optimizer(name)
     groups = weight_decay_groups(module, weight_decay)
     if fused is None:
         fused = _fused_ok([p for g in groups for p in g["params"]])
@@ -58,6 +63,7 @@ __all__ = [
     "WarmupCosineLR",
     "WarmupExponentialDecay",
     "WarmupExponentialLR",
+    "check_optimizer",
     "make_optimizer",
     "warmup_cosine",
     "warmup_exponential",

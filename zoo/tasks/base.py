@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from ..optim import OPTIMIZERS, make_optimizer
+from ..optim import make_optimizer
 from ..registry import ModelSpec, create_net, get_spec
 
 
@@ -32,11 +32,6 @@ class Task(pl.LightningModule):
         if spec.task != task:
             raise ValueError(f"arch: {arch!r} is a {spec.task} model, not a {task} model")
         return spec
-
-    @staticmethod
-    def check_optimizer(name: str) -> None:
-        if name not in OPTIMIZERS:
-            raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {name!r}")
 
     @staticmethod
     def class_names(num_classes: int | None, classes: list[str] | None) -> tuple[int | None, list[str] | None]:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..callbacks import ClassificationWriter
-from ..optim import WarmupCosineLR
+from ..optim import WarmupCosineLR, check_optimizer
 from .base import Task
 
 
@@ -50,7 +50,7 @@ class Classifier(Task):
     ) -> None:
         super().__init__()
         self.check_arch(arch, "classification")
-        self.check_optimizer(optimizer)
+        check_optimizer(optimizer)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing: expected a value in [0, 1), got {label_smoothing}")
         num_classes, classes = self.class_names(num_classes, classes)

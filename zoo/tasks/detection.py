@@ -23,7 +23,7 @@ from .. import ops
 from ..callbacks import DetectionWriter
 from ..data.detection import to_original
 from ..losses import YOLOLoss
-from ..optim import WarmupExponentialLR
+from ..optim import WarmupExponentialLR, check_optimizer
 from .base import Task
 
 
@@ -93,7 +93,7 @@ class Detector(Task):
     ) -> None:
         super().__init__()
         spec = self.check_arch(arch, "detection")
-        self.check_optimizer(optimizer)
+        check_optimizer(optimizer)
         for name, value in (("conf_threshold", conf_threshold), ("iou_threshold", iou_threshold),
                             ("eval_conf_threshold", eval_conf_threshold),
                             ("eval_iou_threshold", eval_iou_threshold)):
