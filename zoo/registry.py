@@ -65,6 +65,11 @@ class ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+
+
 def register_model(
     name: str | None = None,
     *,
@@ -84,8 +89,7 @@ def register_model(
     builder by :func:`create_net` unless overridden there. ``converters``: see
     :class:`ModelSpec`.
     """
-    if task not in TASKS:
-        raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+    _check_task(task)
 
     def wrap(builder: Callable[..., Any]) -> Callable[..., Any]:
         key = name or builder.__name__
@@ -123,8 +127,8 @@ def _load_builtins() -> None:
 
 def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
     """Sorted registered names matching the fnmatch ``pattern``, optionally of one ``task``."""
-    if task is not None and task not in TASKS:
-        raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+    if task is not None:
+        _check_task(task)
     _load_builtins()
     return sorted(
         n for n, s in _REGISTRY.items() if fnmatch.fnmatchcase(n, pattern) and (task is None or s.task == task)
@@ -234,8 +238,8 @@ def model_table(task: str | None = None, pattern: str = "*") -> list[dict[str, A
     """One row per built-in model matching ``pattern`` (and ``task``): name, task, family,
     params (int) and reference -- from ``zoo/models/index.json`` while it is current, else
     from the models themselves (then the index is rewritten, if it can be)."""
-    if task is not None and task not in TASKS:
-        raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+    if task is not None:
+        _check_task(task)
     try:
         index = json.loads(INDEX_PATH.read_text())
     except (OSError, ValueError):

@@ -260,10 +260,6 @@ class DetectionTransforms:
         return image, target, {"scale": scale, "pad": pad}
 
 
-#: The random augmentations :func:`train_transforms` takes (``DetectionDataModule(augment={...})``).
-AUGMENT_OPTIONS = ("degrees", "translate", "scale", "hflip", "vflip", "jitter")
-
-
 def train_transforms(img_size: int, augment: bool = True, degrees: float | tuple[float, float] = 10.0,
                      translate: float = 0.1, scale: tuple[float, float] = (0.75, 1.25), hflip: float = 0.5,
                      vflip: float = 0.5, jitter: float = 0.25, min_size: float = 2.0) -> DetectionTransforms:
@@ -272,6 +268,18 @@ def train_transforms(img_size: int, augment: bool = True, degrees: float | tuple
         return DetectionTransforms(img_size, sanitize=True, min_size=min_size)
     return DetectionTransforms(img_size, degrees, translate, scale, hflip, vflip, jitter, sanitize=True,
                                min_size=min_size)
+
+
+#: The random augmentations :func:`train_transforms` takes (``DetectionDataModule(augment={...})``).
+AUGMENT_OPTIONS = tuple(name for name in inspect.signature(train_transforms).parameters
+                        if name not in ("img_size", "augment", "min_size"))
+
+
+def _check_known_keys(arg: str, given: dict | None, known) -> None:
+    """``ValueError`` naming ``arg`` when the dict ``given`` has keys outside ``known``."""
+    unknown = set(given or {}) - set(known)
+    if unknown:
+        raise ValueError(f"{arg}: unknown keys {sorted(unknown)}; known: {', '.join(known)}")
 
 
 def eval_transforms(img_size: int) -> DetectionTransforms:
@@ -527,9 +535,7 @@ _SYNTHETIC_ARGS = {name: p.default for name, p in inspect.signature(synthetic_in
 def synthetic_root(data_dir: str | os.PathLike, synthetic: dict | None = None) -> tuple[Path, dict]:
     """Where :class:`DetectionDataModule` keeps the generated set for ``synthetic`` kwargs, and the full kwargs."""
     kwargs = dict(_SYNTHETIC_ARGS)
-    unknown = set(synthetic or {}) - set(kwargs)
-    if unknown:
-        raise ValueError(f"synthetic: unknown keys {sorted(unknown)}; known: {', '.join(kwargs)}")
+    _check_known_keys("synthetic", synthetic, kwargs)
     kwargs.update(synthetic or {})
     # (options left at None are not in the key: sets generated before an option existed keep their folder)
     key = json.dumps({**{k: v for k, v in kwargs.items() if v is not None}, "version": GENERATOR_VERSION},
@@ -611,9 +617,7 @@ class DetectionDataModule(SplitDataModule):
         if num_workers < 0:
             raise ValueError(f"num_workers: expected >= 0, got {num_workers}")
         if isinstance(augment, dict):
-            unknown = set(augment) - set(AUGMENT_OPTIONS)
-            if unknown:
-                raise ValueError(f"augment: unknown keys {sorted(unknown)}; known: {', '.join(AUGMENT_OPTIONS)}")
+            _check_known_keys("augment", augment, AUGMENT_OPTIONS)
         self.sizes: list[int] | None = None
         if multiscale is not None:
             if len(multiscale) != 2 or not 0 < multiscale[0] <= multiscale[1]:

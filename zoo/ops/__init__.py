@@ -239,6 +239,16 @@ def yolo_decode(pred: Tensor, anchors: Tensor, stride: float) -> Tensor:
     return reference.yolo_decode(pred, anchors, s)
 
 
+def _check_scales(preds, anchors, strides) -> None:
+    """One anchor set and one stride per scale of the non-empty ``preds``."""
+    if len(preds) == 0:
+        raise ValueError("preds: expected a non-empty list of [B, A*(5+C), H, W] tensors, one per scale")
+    if len(anchors) != len(preds):
+        raise ValueError(f"anchors: got {len(anchors)} anchor sets for {len(preds)} scales in preds")
+    if len(strides) != len(preds):
+        raise ValueError(f"strides: got {len(strides)} strides for {len(preds)} scales in preds")
+
+
 def _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label,
                        values: bool):
     """yolo_postprocess's arguments (lists of equal length) -> the op's argument tuple."""
@@ -290,16 +300,13 @@ def yolo_postprocess(
         (fp32), ``labels [K]`` (int64), by descending score. The same as decoding
         with :func:`yolo_decode` and running ``torchvision.ops.batched_nms``.
     """
-    if isinstance(preds, Tensor) or not isinstance(preds, (list, tuple)) or len(preds) == 0:
+    if isinstance(preds, Tensor) or not isinstance(preds, (list, tuple)):
         raise ValueError("preds: expected a non-empty list of [B, A*(5+C), H, W] tensors, one per scale")
     if isinstance(anchors, Tensor):
         anchors = list(anchors.unbind(0)) if anchors.ndim == 3 else [anchors]
     anchors = list(anchors)
     strides = list(strides)
-    if len(anchors) != len(preds):
-        raise ValueError(f"anchors: got {len(anchors)} anchor sets for {len(preds)} scales in preds")
-    if len(strides) != len(preds):
-        raise ValueError(f"strides: got {len(strides)} strides for {len(preds)} scales in preds")
+    _check_scales(preds, anchors, strides)
     ext = _ext.has_kernel("yolo_postprocess", _tensor(preds[0], "preds[0]").device)
     args = _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label,
                               values=not ext)
@@ -424,12 +431,7 @@ def _register_python_kernels() -> None:
     @torch.library.register_fake("zoo::yolo_postprocess")
     def _yolo_postprocess_fake(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms,
                                multi_label):
-        if len(preds) == 0:
-            raise ValueError("preds: expected a non-empty list of [B, A*(5+C), H, W] tensors, one per scale")
-        if len(anchors) != len(preds):
-            raise ValueError(f"anchors: got {len(anchors)} anchor sets for {len(preds)} scales in preds")
-        if len(strides) != len(preds):
-            raise ValueError(f"strides: got {len(strides)} strides for {len(preds)} scales in preds")
+        _check_scales(preds, anchors, strides)
         _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label,
                            values=False)
         k = torch.library.get_ctx().new_dynamic_size()

@@ -27,11 +27,15 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 
+def _check_factor(value: float, name: str) -> None:
+    if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+        raise ValueError(f"{name}: expected a value in [0, 1], got {value!r}")
+
+
 def _check_warmup(warmup_steps: int, start_factor: float) -> None:
     if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
         raise ValueError(f"warmup_steps: expected an int >= 0, got {warmup_steps!r}")
-    if not (isinstance(start_factor, (int, float)) and 0.0 <= start_factor <= 1.0):
-        raise ValueError(f"start_factor: expected a value in [0, 1], got {start_factor!r}")
+    _check_factor(start_factor, "start_factor")
 
 
 def _check(warmup_steps: int, gamma: float, decay_steps: float, start_factor: float) -> None:
@@ -134,8 +138,7 @@ class WarmupCosineDecay:
         _check_warmup(warmup_steps, start_factor)
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < max(1, warmup_steps):
             raise ValueError(f"total_steps: expected an int >= max(1, warmup_steps={warmup_steps}), got {total_steps!r}")
-        if not (isinstance(min_factor, (int, float)) and 0.0 <= min_factor <= 1.0):
-            raise ValueError(f"min_factor: expected a value in [0, 1], got {min_factor!r}")
+        _check_factor(min_factor, "min_factor")
         self.warmup_steps = warmup_steps
         self.total_steps = total_steps
         self.start_factor = float(start_factor)
