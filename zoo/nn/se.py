@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 from ..ops import squeeze_excite
-from ..ops.reference import SE_GATES
+from ..ops.reference import SE_ACTS, SE_GATES
 
 GATES = SE_GATES
+ACTS = SE_ACTS
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
@@ -31,13 +32,14 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None, rou
 
 
 class SEBlock(nn.Module):
-    """Channel attention: global average pool -> FC -> ReLU -> FC -> gate -> scale.
+    """Channel attention: global average pool -> FC -> act -> FC -> gate -> scale.
 
     Args:
         channels: C of the input ``[N, C, H, W]``.
         reduction: C / rd_channels when ``rd_channels`` is not given.
         rd_channels: width of the bottleneck; default ``make_divisible(C / reduction, rd_divisor)``.
         gate: ``"sigmoid"`` or ``"hard_sigmoid"``.
+        act: between the FCs, ``"relu"`` (SENet, GhostNet) or ``"silu"`` (EfficientNet).
     """
 
     def __init__(
@@ -47,15 +49,19 @@ class SEBlock(nn.Module):
         rd_channels: int | None = None,
         gate: str = "sigmoid",
         rd_divisor: int = 8,
+        act: str = "relu",
     ) -> None:
         super().__init__()
         if gate not in GATES:  # (the op checks too; fail at construction, not at the first forward)
             raise ValueError(f"gate: expected one of {GATES}, got {gate!r}")
+        if act not in ACTS:
+            raise ValueError(f"act: expected one of {ACTS}, got {act!r}")
         if rd_channels is None:
             rd_channels = make_divisible(channels / reduction, rd_divisor, round_limit=0.0)
         self.channels = channels
         self.rd_channels = rd_channels
         self.gate = gate
+        self.act = act
         self.fc1 = nn.Conv2d(channels, rd_channels, 1, bias=True)
         self.fc2 = nn.Conv2d(rd_channels, channels, 1, bias=True)
 
@@ -63,8 +69,9 @@ class SEBlock(nn.Module):
         """``[N, C, H, W] -> [N, C, H, W]``."""
         c, r = self.channels, self.rd_channels
         return squeeze_excite(
-            x, self.fc1.weight.reshape(r, c), self.fc1.bias, self.fc2.weight.reshape(c, r), self.fc2.bias, self.gate
+            x, self.fc1.weight.reshape(r, c), self.fc1.bias, self.fc2.weight.reshape(c, r), self.fc2.bias, self.gate,
+            self.act,
         )
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, rd_channels={self.rd_channels}, gate={self.gate!r}"
+        return f"channels={self.channels}, rd_channels={self.rd_channels}, gate={self.gate!r}, act={self.act!r}"

@@ -324,7 +324,7 @@ def yolo_postprocess(
 # ----------------------------------------------------------------------------- Squeeze-and-Excitation
 
 
-def _se_args_ok(x, w1, b1, w2, b2, gate) -> bool:
+def _se_args_ok(x, w1, b1, w2, b2, gate, act="relu") -> bool:
     """One cheap test of every squeeze_excite argument (the op runs per SE block, so the
     common case must not pay for the messages); :func:`_se_explain` says what is wrong."""
     try:
@@ -336,13 +336,13 @@ def _se_args_ok(x, w1, b1, w2, b2, gate) -> bool:
             and x.is_floating_point() and w1.is_floating_point() and b1.is_floating_point()
             and w2.is_floating_point() and b2.is_floating_point()
             and w1.device == d and b1.device == d and w2.device == d and b2.device == d
-            and gate in reference.SE_GATES
+            and gate in reference.SE_GATES and act in reference.SE_ACTS
         )
     except (AttributeError, IndexError, TypeError, ValueError):
         return False
 
 
-def _se_explain(x, w1, b1, w2, b2, gate) -> None:
+def _se_explain(x, w1, b1, w2, b2, gate, act="relu") -> None:
     """Raise the ``ValueError`` naming what is wrong with squeeze_excite's arguments."""
     x = _tensor(x, "x", 4)
     if not x.is_floating_point():
@@ -364,28 +364,31 @@ def _se_explain(x, w1, b1, w2, b2, gate) -> None:
     _same_device(x, "x", w1=w1, b1=b1, w2=w2, b2=b2)
     if gate not in reference.SE_GATES:
         raise ValueError(f"gate: expected one of {reference.SE_GATES}, got {gate!r}")
+    if act not in reference.SE_ACTS:
+        raise ValueError(f"act: expected one of {reference.SE_ACTS}, got {act!r}")
     raise ValueError("squeeze_excite: invalid arguments")  # not reached: a check above fires
 
 
 def squeeze_excite(
-    x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, gate: str = "sigmoid"
+    x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, gate: str = "sigmoid", act: str = "relu"
 ) -> Tensor:
-    """Squeeze-and-Excitation: ``y = x * gate(w2 @ relu(w1 @ mean_hw(x) + b1) + b2)``.
+    """Squeeze-and-Excitation: ``y = x * gate(w2 @ act(w1 @ mean_hw(x) + b1) + b2)``.
 
     Args:
         x: ``[N, C, H, W]`` (NCHW-contiguous, channels_last or strided), fp32/fp16/bf16/fp64.
         w1: ``[Cr, C]``, b1: ``[Cr]``: the squeeze FC. w2: ``[C, Cr]``, b2: ``[C]``: the excite FC.
         gate: ``"sigmoid"`` or ``"hard_sigmoid"`` (``relu6(u + 3) / 6``).
+        act: between the FCs, ``"relu"`` or ``"silu"`` (``h * sigmoid(h)``).
 
     Returns:
         ``y`` like ``x`` (channels_last stays channels_last). Differentiable in x and every
         weight through the fused backward kernel.
     """
-    if not _se_args_ok(x, w1, b1, w2, b2, gate):
-        _se_explain(x, w1, b1, w2, b2, gate)
-    if _ext.has_kernel_for("squeeze_excite", x):
+    if not _se_args_ok(x, w1, b1, w2, b2, gate, act):
+        _se_explain(x, w1, b1, w2, b2, gate, act)
+    if act == "relu" and _ext.has_kernel_for("squeeze_excite", x):  # (the kernels take act="silu" soon)
         return torch.ops.zoo.squeeze_excite(x, w1, b1, w2, b2, gate)
-    return reference.squeeze_excite(x, w1, b1, w2, b2, gate)
+    return reference.squeeze_excite(x, w1, b1, w2, b2, gate, act)
 
 
 def _dense_like(x: Tensor) -> Tensor:

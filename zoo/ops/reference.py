@@ -152,14 +152,18 @@ def yolo_postprocess(
 
 
 SE_GATES = ("sigmoid", "hard_sigmoid")
+SE_ACTS = ("relu", "silu")
 
 
 def _gate(u: Tensor, gate: str) -> Tensor:
     return torch.sigmoid(u) if gate == "sigmoid" else torch.nn.functional.hardsigmoid(u)
 
 
-def squeeze_excite(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, gate: str = "sigmoid") -> Tensor:
-    """Squeeze-and-Excitation in eager torch: ``x * gate(w2 @ relu(w1 @ mean_hw(x) + b1) + b2)``.
+def squeeze_excite(
+    x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, gate: str = "sigmoid", act: str = "relu"
+) -> Tensor:
+    """Squeeze-and-Excitation in eager torch: ``x * gate(w2 @ act(w1 @ mean_hw(x) + b1) + b2)``,
+    ``act`` ReLU or SiLU (``h * sigmoid(h)``, EfficientNet's).
 
     ``x [N, C, H, W]``, ``w1 [Cr, C]``, ``b1 [Cr]``, ``w2 [C, Cr]``, ``b2 [C]``. The FCs run in fp32
     for fp16/bf16 input (as the kernels accumulate). Its gradients are torch autograd's: the
@@ -167,6 +171,7 @@ def squeeze_excite(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, ga
     fused backward kernels."""
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     s = x.to(acc).mean((2, 3))
-    z = torch.relu(torch.nn.functional.linear(s, w1.to(acc), b1.to(acc)))
+    h = torch.nn.functional.linear(s, w1.to(acc), b1.to(acc))
+    z = torch.relu(h) if act == "relu" else torch.nn.functional.silu(h)
     g = _gate(torch.nn.functional.linear(z, w2.to(acc), b2.to(acc)), gate)
     return (x.to(acc) * g[:, :, None, None]).to(x.dtype)
