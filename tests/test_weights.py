@@ -30,6 +30,8 @@ def test_load_torchvision_state_dict_file(tmp_path):
     path = _save(ref.state_dict(), tmp_path / "tv.pth")
     module = zoo.load("resnet18", weights=path)
     assert _same_outputs(module, ref) <= 1e-5
+    assert module.weights_layout == "zoo"  # torchvision's ResNet keys are the zoo's
+    assert zoo.load("resnet18").weights_layout is None
 
 
 def test_load_timm_seresnet50_with_wrappers(tmp_path):
@@ -38,6 +40,7 @@ def test_load_timm_seresnet50_with_wrappers(tmp_path):
     sd = {"state_dict": {f"module.{k}": v for k, v in ref.state_dict().items()}}
     module = zoo.load("se_resnet50", weights=_save(sd, tmp_path / "timm.pth"))
     assert _same_outputs(module, ref) <= 1e-5
+    assert module.weights_layout == "zoo"
 
 
 def test_unknown_layout_is_rejected(tmp_path):

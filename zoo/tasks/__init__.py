@@ -23,7 +23,9 @@ def load(name: str, weights: str | None = None, **overrides: Any) -> pl.Lightnin
 
     ``weights`` is a zoo (Lightning) checkpoint, whose saved hyper-parameters
     rebuild the model (``overrides`` win), or a state-dict file in any layout
-    :mod:`zoo.weights` knows for the family (torchvision, timm, ...).
+    :mod:`zoo.weights` knows for the family (torchvision, timm, ...). The layout that matched
+    (``"zoo"``, ``"lightning"``, ``"timm"``, ``"torchvision"``, ``"darknet"``, ...) is kept in the
+    module's ``weights_layout`` attribute (None without ``weights``).
     """
     spec = get_spec(name)
     try:
@@ -43,8 +45,9 @@ def load(name: str, weights: str | None = None, **overrides: Any) -> pl.Lightnin
     hparams.update(overrides)
     hparams["arch"] = name
     module = cls(**hparams)
+    module.weights_layout = None
     if state_dict is not None:
-        converted, _ = convert_state_dict(name, state_dict, module.net)
+        converted, module.weights_layout = convert_state_dict(name, state_dict, module.net)
         module.net.load_state_dict(converted, strict=True)
     return module
 
