@@ -19,7 +19,7 @@ from .registry import TASKS, model_table
 
 #: the commands that are not Lightning's, with their one-line help
 EXTRA_COMMANDS = {
-    "list": "list the registered models (name, task, family, parameters, reference)",
+    "list": "list the registered models (name, task, family, parameters, GMACs, input, reference)",
     "info": "one model's spec, parameter count and MACs at its default input",
 }
 
@@ -31,19 +31,24 @@ def _fmt_macs(n: int) -> str:
     return f"{n} MACs"
 
 
+_NUMERIC = ("params", "GMACs")
+
+
 def _print_table(rows: list[dict[str, Any]], markdown: bool) -> None:
-    cols = ["name", "task", "family", "params", "reference"]
-    cells = [{**r, "params": f"{r['params']:,}", "reference": r["reference"] or "-"} for r in rows]
+    cols = ["name", "task", "family", "params", "GMACs", "input", "reference"]
+    cells = [{**r, "params": f"{r['params']:,}", "GMACs": f"{r['macs'] / 1e9:.2f}",
+              "reference": r["reference"] or "-", "verified": r["verified"] or "-"} for r in rows]
     if markdown:
+        cols.append("verified")
         print("| " + " | ".join(cols) + " |")
-        print("|" + "|".join("---:" if c == "params" else "---" for c in cols) + "|")
+        print("|" + "|".join("---:" if c in _NUMERIC else "---" for c in cols) + "|")
         for r in cells:
             print("| " + " | ".join(f"`{r[c]}`" if c == "name" else r[c] for c in cols) + " |")
         return
     widths = {c: max([len(c)] + [len(r[c]) for r in cells]) for c in cols}
     print("  ".join(c.ljust(widths[c]) for c in cols).rstrip())
     for r in cells:
-        print("  ".join(r[c].rjust(widths[c]) if c == "params" else r[c].ljust(widths[c]) for c in cols).rstrip())
+        print("  ".join(r[c].rjust(widths[c]) if c in _NUMERIC else r[c].ljust(widths[c]) for c in cols).rstrip())
 
 
 def _info(name: str) -> int:
@@ -60,6 +65,7 @@ def _info(name: str) -> int:
     print(f"task:       {info['task']}")
     print(f"paper:      {info['paper']}")
     print(f"reference:  {info['reference']}")
+    print(f"verified:   {info['verified'] or '-'}")
     print(f"builder:    {info['builder']}")
     print(f"defaults:   {info['defaults']}")
     print(f"input:      {c}x{h}x{w}, mean {info['mean']}, std {info['std']}")

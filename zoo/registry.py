@@ -41,6 +41,9 @@ class ModelSpec:
     a foreign state-dict layout (``"timm"``, ``"torchvision"``, ...) to the function
     ``fn(state_dict) -> state_dict`` that renames its keys to the zoo's; the family's
     file defines them beside the model (:func:`zoo.weights.convert_state_dict` tries them).
+    ``verified`` says in a few words how the test suite checks the architecture; by default,
+    for a ``timm:`` / ``torchvision:`` reference, "weight identity" (the reference's state dict,
+    loaded through the converters, gives the same logits within 1e-5 in fp32).
     """
 
     name: str
@@ -54,6 +57,7 @@ class ModelSpec:
     paper: str = ""
     reference: str = ""
     converters: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    verified: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -81,15 +85,18 @@ def register_model(
     paper: str = "",
     reference: str = "",
     converters: dict[str, Callable[..., Any]] | None = None,
+    verified: str = "",
     **defaults: Any,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``builder`` under ``name`` (default: the function's name).
 
     Extra keyword arguments become the spec's ``defaults`` and are passed to the
-    builder by :func:`create_net` unless overridden there. ``converters``: see
-    :class:`ModelSpec`.
+    builder by :func:`create_net` unless overridden there. ``converters`` and ``verified``:
+    see :class:`ModelSpec`.
     """
     _check_task(task)
+    if not verified and reference.split(":", 1)[0] in ("timm", "torchvision"):
+        verified = "weight identity"
 
     def wrap(builder: Callable[..., Any]) -> Callable[..., Any]:
         key = name or builder.__name__
@@ -108,6 +115,7 @@ def register_model(
             paper=paper,
             reference=reference,
             converters=dict(converters or {}),
+            verified=verified,
         )
         return builder
 
@@ -198,7 +206,7 @@ def model_info(name: str, **overrides: Any) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- the cached model table
 
 INDEX_PATH = Path(__file__).parent / "models" / "index.json"
-TABLE_COLUMNS = ("name", "task", "family", "params", "reference")
+TABLE_COLUMNS = ("name", "task", "family", "params", "macs", "input", "reference", "verified")
 
 
 def sources_digest() -> str:
@@ -214,16 +222,18 @@ def sources_digest() -> str:
 
 def build_model_index() -> dict[str, Any]:
     """The index of every registered model: ``{"digest", "models": [{name, task, family, params,
-    reference}, ...]}``; each model is built on the meta device to count its parameters."""
+    macs, input, reference, verified}, ...]}`` (``macs`` at the default ``input`` "CxHxW"); each
+    model is built and run on the meta device, so nothing is computed."""
     import torch
 
     rows = []
     for name in list_models():
         spec = get_spec(name)
         with torch.device("meta"):
-            params = count_params(create_net(name))
-        rows.append({"name": name, "task": spec.task, "family": spec.family, "params": params,
-                     "reference": spec.reference})
+            net = create_net(name)
+        rows.append({"name": name, "task": spec.task, "family": spec.family, "params": count_params(net),
+                     "macs": count_macs(net, spec.input_size), "input": "x".join(map(str, spec.input_size)),
+                     "reference": spec.reference, "verified": spec.verified})
     return {"digest": sources_digest(), "models": rows}
 
 
@@ -236,7 +246,7 @@ def write_model_index(path: str | os.PathLike | None = None) -> dict[str, Any]:
 
 def model_table(task: str | None = None, pattern: str = "*") -> list[dict[str, Any]]:
     """One row per built-in model matching ``pattern`` (and ``task``): name, task, family,
-    params (int) and reference -- from ``zoo/models/index.json`` while it is current, else
+    params (int), macs (int), input, reference and verified -- from ``zoo/models/index.json`` while it is current, else
     from the models themselves (then the index is rewritten, if it can be)."""
     if task is not None:
         _check_task(task)
@@ -244,7 +254,8 @@ def model_table(task: str | None = None, pattern: str = "*") -> list[dict[str, A
         index = json.loads(INDEX_PATH.read_text())
     except (OSError, ValueError):
         index = None
-    if not index or index.get("digest") != sources_digest():
+    if not index or index.get("digest") != sources_digest() or not all(
+            set(TABLE_COLUMNS) <= set(r) for r in index.get("models", ())):
         try:
             index = write_model_index()
         except OSError:  # a read-only install: use the fresh rows without saving them

@@ -385,6 +385,7 @@ def _yolo(reference: str, anchors, **common):
         std=(1.0, 1.0, 1.0),
         paper="Redmon & Farhadi, YOLOv3: An Incremental Improvement, arXiv:1804.02767, 2018",
         reference=reference,
+        verified="the cfg's conv shapes and order; darknet .weights round trip",
         num_classes=80,
         anchors=_as_nested(anchors),
         **common,
