@@ -72,8 +72,15 @@ def test_register_model_roundtrip():
         assert info["params"] == 16 * 3 + 3
         assert info["macs"] == 16 * 3
         assert zoo.create_net(name, num_classes=5)(torch.randn(2, 1, 4, 4)).shape == (2, 5)
+        assert info["verified"] == ""  # no outside reference: nothing claimed
     finally:
         registry._REGISTRY.pop(name)
+
+
+def test_verified_defaults_to_weight_identity_for_timm_and_torchvision_references():
+    assert zoo.get_spec("resnet50").verified == "weight identity"
+    assert zoo.get_spec("darknet53").verified == "weight identity"  # timm:darknet53
+    assert "darknet .weights" in zoo.get_spec("yolov3").verified  # no state dict to compare logits with
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnext50_32x4d"])
