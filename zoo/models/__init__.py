@@ -1,6 +1,8 @@
 """Architectures (plain nn.Module, no Lightning). Importing this registers every family."""
-from . import darknet, resnet, yolov3  # noqa: F401  (each registers its family)
+from . import darknet, res2net, resnest, resnet, yolov3  # noqa: F401  (each registers its family)
 from .darknet import ConvBNAct, DarkResidual, DarkStage, Darknet53
+from .res2net import Res2Net
+from .resnest import ResNeSt, ResNestBottleneck
 from .resnet import BasicBlock, Bottleneck, ResNet
 from .yolov3 import YOLOBranch, YOLOv3, YOLOv3Tiny
 
@@ -11,7 +13,10 @@ __all__ = [
     "DarkResidual",
     "DarkStage",
     "Darknet53",
+    "ResNeSt",
+    "ResNestBottleneck",
     "ResNet",
+    "Res2Net",
     "YOLOBranch",
     "YOLOv3",
     "YOLOv3Tiny",

@@ -34,6 +34,28 @@ def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
 
 
+def _deep_stem(cin: int, width: int) -> nn.Sequential:
+    """ResNet-C/D deep stem (Bag of Tricks): three 3x3 convs, ``cin -> width -> width -> 2*width``,
+    the first strided; BN + ReLU between them (the net's ``bn1``/``relu`` follow the last)."""
+    return nn.Sequential(
+        _conv3x3(cin, width, 2), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+        _conv3x3(width, width), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+        _conv3x3(width, 2 * width),
+    )
+
+
+def _downsample_conv(cin: int, cout: int, stride: int) -> nn.Sequential:
+    """The shortcut projection: strided 1x1 conv + BN."""
+    return nn.Sequential(_conv1x1(cin, cout, stride), nn.BatchNorm2d(cout))
+
+
+def _downsample_avg(cin: int, cout: int, stride: int) -> nn.Sequential:
+    """ResNet-D shortcut: 2x2 average pool (stride ``stride``, ceil mode, padding not counted;
+    an identity when ``stride == 1``), then 1x1 conv + BN."""
+    pool = nn.Identity() if stride == 1 else nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
+    return nn.Sequential(pool, _conv1x1(cin, cout), nn.BatchNorm2d(cout))
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convs (ResNet-18/34). ``y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``."""
 
@@ -125,11 +147,16 @@ class ResNet(ClassifierBackbone, nn.Module):
     1..4 = layer1..layer4 (strides 4, 8, 16, 32). ``feature_info`` gives their
     channels and strides, for use as a detection backbone (see
     :class:`zoo.nn.ClassifierBackbone`).
+
+    Options used by other families (Res2Net, ResNeSt): ``stem_width`` replaces the 7x7 stem
+    with the deep stem ``3x3 convs of widths stem_width, stem_width, 2*stem_width``;
+    ``avg_down`` makes the shortcut projections average-pool then 1x1 conv (ResNet-D);
+    ``block_args`` are extra keyword arguments for every block.
     """
 
     def __init__(
         self,
-        block: type[BasicBlock] | type[Bottleneck],
+        block: type[nn.Module],
         layers: Sequence[int],
         num_classes: int = 1000,
         in_chans: int = 3,
@@ -140,25 +167,34 @@ class ResNet(ClassifierBackbone, nn.Module):
         zero_init_residual: bool = False,
         features_only: bool = False,
         out_indices: Sequence[int] = (1, 2, 3, 4),
+        stem_width: int | None = None,
+        avg_down: bool = False,
+        block_args: dict | None = None,
     ) -> None:
         super().__init__()
         self._init_backbone(in_chans, drop_rate)
 
-        self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        inplanes = 64 if stem_width is None else 2 * stem_width
+        if stem_width is None:
+            self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
+        else:
+            self.conv1 = _deep_stem(in_chans, stem_width)
+        self.bn1 = nn.BatchNorm2d(inplanes)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
 
-        info = [dict(num_chs=64, reduction=2, module="relu")]
-        inplanes = 64
+        kwargs = dict(block_args or {})
+        if se:
+            kwargs["se"] = True
+        info = [dict(num_chs=inplanes, reduction=2, module="relu")]
         for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
             stride = 1 if i == 0 else 2
             outplanes = planes * block.expansion
             downsample = None
             if stride != 1 or inplanes != outplanes:
-                downsample = nn.Sequential(_conv1x1(inplanes, outplanes, stride), nn.BatchNorm2d(outplanes))
-            blocks = [block(inplanes, planes, stride, downsample, groups, width_per_group, se)]
-            blocks += [block(outplanes, planes, 1, None, groups, width_per_group, se) for _ in range(n - 1)]
+                downsample = (_downsample_avg if avg_down else _downsample_conv)(inplanes, outplanes, stride)
+            blocks = [block(inplanes, planes, stride, downsample, groups, width_per_group, **kwargs)]
+            blocks += [block(outplanes, planes, 1, None, groups, width_per_group, **kwargs) for _ in range(n - 1)]
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
             inplanes = outplanes
             info.append(dict(num_chs=outplanes, reduction=4 * 2**i, module=f"layer{i + 1}"))
@@ -175,7 +211,7 @@ class ResNet(ClassifierBackbone, nn.Module):
                 nn.init.zeros_(m.bias)
         if zero_init_residual:
             for m in self.modules():
-                if isinstance(m, (BasicBlock, Bottleneck)):
+                if m is not self and hasattr(m, "zero_init_last"):
                     m.zero_init_last()
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
