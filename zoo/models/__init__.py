@@ -1,6 +1,8 @@
 """Architectures (plain nn.Module, no Lightning). Importing this registers every family."""
-from . import darknet, resnet, yolov3  # noqa: F401  (each registers its family)
+from . import darknet, densenet, googlenet, resnet, yolov3  # noqa: F401  (each registers its family)
 from .darknet import ConvBNAct, DarkResidual, DarkStage, Darknet53
+from .densenet import DenseNet
+from .googlenet import GoogLeNet, GoogLeNetOutputs
 from .resnet import BasicBlock, Bottleneck, ResNet
 from .yolov3 import YOLOBranch, YOLOv3, YOLOv3Tiny
 
@@ -11,6 +13,9 @@ __all__ = [
     "DarkResidual",
     "DarkStage",
     "Darknet53",
+    "DenseNet",
+    "GoogLeNet",
+    "GoogLeNetOutputs",
     "ResNet",
     "YOLOBranch",
     "YOLOv3",
