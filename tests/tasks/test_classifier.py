@@ -109,3 +109,61 @@ def test_bad_arguments():
         Classifier("resnet18", num_classes=1)
     with pytest.raises(ValueError, match="label_smoothing"):
         Classifier("resnet18", label_smoothing=1.5)
+
+
+def _aux_loss_oracle(outputs, y, aux_weight, label_smoothing):
+    main = F.cross_entropy(outputs[0], y, label_smoothing=label_smoothing)
+    aux = [F.cross_entropy(o, y, label_smoothing=label_smoothing) for o in outputs[1:]]
+    return main, main + aux_weight * (aux[0] + aux[1])
+
+
+@pytest.mark.parametrize("aux_weight", [0.3, 1.5])
+def test_training_loss_adds_weighted_auxiliary_losses(aux_weight):
+    kw = {} if aux_weight == 0.3 else {"aux_weight": aux_weight}  # 0.3 is the default
+    m = Classifier("googlenet", num_classes=4, label_smoothing=0.1, **kw).train()
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([0, 3])
+    torch.manual_seed(5)  # the same dropout masks in both passes
+    loss = m.training_step((x, y), 0)
+    torch.manual_seed(5)
+    outputs = m.net(x)
+    assert len(outputs) == 3 and all(o.shape == (2, 4) for o in outputs)
+    main, want = _aux_loss_oracle(outputs, y, aux_weight, 0.1)
+    torch.testing.assert_close(loss, want)
+    assert (want - main).item() > 0  # the auxiliary terms count
+
+
+def test_net_without_auxiliary_outputs_gets_plain_cross_entropy():
+    m = Classifier("googlenet", num_classes=4, net_kwargs={"aux_logits": False, "drop_rate": 0.0}).train()
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([1, 2])
+    loss = m.training_step((x, y), 0)
+    logits = m.net(x)
+    assert isinstance(logits, torch.Tensor) and logits.shape == (2, 4)
+    torch.testing.assert_close(loss, F.cross_entropy(logits, y))
+
+
+def test_fit_logs_total_and_main_loss_and_evaluates_on_logits(tmp_path):
+    """One step at lr 0 without dropout: the logged train/loss and train/loss_main equal CE on the
+    net's own train-mode outputs; validation (eval mode) scores the logits tensor."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 1])
+    m = Classifier("googlenet", num_classes=3, lr=0.0, weight_decay=0.0,
+                   net_kwargs={"drop_rate": 0.0, "aux_drop_rate": 0.0})
+    loader = DataLoader(TensorDataset(x, y), batch_size=4)
+    trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=1, num_sanity_val_steps=0)
+    trainer.fit(m, train_dataloaders=loader, val_dataloaders=loader)
+    with torch.no_grad():
+        val = F.cross_entropy(m.eval().net(x), y)  # before the train-mode pass moves the BN statistics
+        main, total = _aux_loss_oracle(m.train().net(x), y, 0.3, 0.0)
+    metrics = trainer.callback_metrics
+    assert metrics["train/loss_main"].item() == pytest.approx(main.item(), rel=1e-5)
+    assert metrics["train/loss"].item() == pytest.approx(total.item(), rel=1e-5)
+    assert metrics["val/loss"].item() == pytest.approx(val.item(), rel=1e-5)
+
+
+def test_aux_weight_must_be_non_negative():
+    with pytest.raises(ValueError, match="aux_weight"):
+        Classifier("resnet18", aux_weight=-0.1)
+    with pytest.raises(ValueError, match="aux_weight"):
+        Classifier("resnet18", aux_weight=float("nan"))

@@ -20,7 +20,12 @@ class Classifier(Task):
         num_classes: number of classes (default: ``len(classes)``, else the spec's).
         classes: class names, for predictions (the CLI links them from the datamodule).
         in_chans: overrides the spec's input channels.
-        label_smoothing: passed to the cross-entropy loss.
+        label_smoothing: passed to the cross-entropy loss (of every head).
+        aux_weight: weight of the auxiliary heads' losses. A net that returns a tuple
+            ``(logits, *aux_logits)`` while training (GoogLeNet with its auxiliary classifiers)
+            is trained on ``CE(logits) + aux_weight * sum_i CE(aux_logits_i)``; ``train/loss``
+            logs that total and ``train/loss_main`` the first term. Evaluation and prediction
+            use the logits the net returns in eval mode.
         optimizer ("sgd" | "adamw"), lr, weight_decay, momentum: the default optimizer
             (:func:`zoo.optim.make_optimizer`: SGD with Nesterov momentum, or AdamW).
         warmup_epochs: the default schedule (:class:`zoo.optim.WarmupCosineLR`, stepped per
@@ -40,6 +45,7 @@ class Classifier(Task):
         classes: list[str] | None = None,
         in_chans: int | None = None,
         label_smoothing: float = 0.0,
+        aux_weight: float = 0.3,
         lr: float = 0.1,
         weight_decay: float = 1e-4,
         momentum: float = 0.9,
@@ -53,6 +59,8 @@ class Classifier(Task):
         check_optimizer(optimizer)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing: expected a value in [0, 1), got {label_smoothing}")
+        if not aux_weight >= 0.0:
+            raise ValueError(f"aux_weight: expected a value >= 0, got {aux_weight}")
         num_classes, classes = self.class_names(num_classes, classes)
         self.save_hyperparameters()
         self.build_net(arch, num_classes, classes, net_kwargs, in_chans=in_chans)
@@ -69,7 +77,8 @@ class Classifier(Task):
         self._k5 = k5
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, C, H, W] -> [N, num_classes]`` logits."""
+        """``[N, C, H, W] -> [N, num_classes]`` logits (while training, a net with auxiliary heads
+        returns the tuple ``(logits, *aux_logits)``)."""
         return self.net(x)
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -77,7 +86,14 @@ class Classifier(Task):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        loss = self._loss(self(x), y)
+        out = self(x)
+        if isinstance(out, tuple):  # (logits, *aux logits): e.g. GoogLeNet's auxiliary heads
+            logits, *aux = out
+            main = self._loss(logits, y)
+            loss = main + self.hparams.aux_weight * sum(self._loss(a, y) for a in aux)
+            self.log("train/loss_main", main, batch_size=x.shape[0])
+        else:
+            loss = self._loss(out, y)
         self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
         return loss
 
