@@ -188,7 +188,9 @@ def convert_from_timm(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 
 # torchvision's ``features.i.j.block.<b>.<c>`` -> the zoo's block child, per block type
-_TV_MBCONV = {"0.0": "conv_pw", "0.1": "bn1", "1.0": "conv_dw", "1.1": "bn2", "2": "se", "3.0": "conv_pwl", "3.1": "bn3"}
+_TV_MBCONV = {
+    "0.0": "conv_pw", "0.1": "bn1", "1.0": "conv_dw", "1.1": "bn2", "2": "se", "3.0": "conv_pwl", "3.1": "bn3"
+}
 _TV_DS = {"0.0": "conv_dw", "0.1": "bn1", "1": "se", "2.0": "conv_pw", "2.1": "bn2"}
 
 
