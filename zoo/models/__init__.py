@@ -1,7 +1,11 @@
 """Architectures (plain nn.Module, no Lightning). Importing this registers every family."""
-from . import darknet, densenet, googlenet, res2net, resnest, resnet, yolov3  # noqa: F401  (each registers its family)
+from . import (  # noqa: F401  (each registers its family)
+    darknet, densenet, efficientnet, ghostnet, googlenet, res2net, resnest, resnet, yolov3,
+)
 from .darknet import ConvBNAct, DarkResidual, DarkStage, Darknet53
 from .densenet import DenseNet
+from .efficientnet import EfficientNet
+from .ghostnet import GhostNet
 from .googlenet import GoogLeNet, GoogLeNetOutputs
 from .res2net import Res2Net
 from .resnest import ResNeSt, ResNestBottleneck
@@ -16,6 +20,8 @@ __all__ = [
     "DarkStage",
     "Darknet53",
     "DenseNet",
+    "EfficientNet",
+    "GhostNet",
     "GoogLeNet",
     "GoogLeNetOutputs",
     "ResNeSt",

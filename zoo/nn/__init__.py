@@ -2,7 +2,10 @@
 from .checks import check_image_batch, check_in_chans
 from .backbone import ClassifierBackbone
 from .dense import DenseBlock, DenseLayer, Transition
+from .drop_path import DropPath, drop_path
+from .ghost import GhostBottleneck, GhostModule
 from .inception import ConvBNReLU, InceptionAux, InceptionBlock
+from .mbconv import DepthwiseSeparable, MBConv
 from .res2net import Bottle2neck
 from .se import SEBlock, make_divisible
 from .split_attn import SplitAttn
@@ -13,12 +16,18 @@ __all__ = [
     "ConvBNReLU",
     "DenseBlock",
     "DenseLayer",
+    "DepthwiseSeparable",
+    "DropPath",
+    "GhostBottleneck",
+    "GhostModule",
     "InceptionAux",
     "InceptionBlock",
+    "MBConv",
     "SEBlock",
     "SplitAttn",
     "Transition",
     "check_image_batch",
     "check_in_chans",
+    "drop_path",
     "make_divisible",
 ]
