@@ -83,10 +83,10 @@ def test_custom_classes_channels_and_eta():
 def test_a_training_step_decreases_the_loss():
     torch.manual_seed(0)
     net = zoo.create_net("adder_resnet20")
-    x, y = torch.randn(8, 3, 16, 16), torch.arange(8) % 10
+    x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 10
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     losses = []
-    for _ in range(3):
+    for _ in range(4):
         loss = nn.functional.cross_entropy(net(x), y)
         opt.zero_grad()
         loss.backward()
