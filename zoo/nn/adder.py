@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from ..ops import adder2d
+from ..ops import _check_eta, _pair, adder2d
 from .checks import check_image_batch
 
 
@@ -22,18 +22,6 @@ def _positive_int(v, name: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise ValueError(f"{name}: expected a positive int, got {v!r}")
     return v
-
-
-def _int_pair(v, name: str, minimum: int) -> tuple[int, int]:
-    pair = (v, v) if isinstance(v, int) and not isinstance(v, bool) else v
-    kind = "positive int" if minimum >= 1 else "non-negative int"
-    try:
-        a, b = pair
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a {kind} or a pair of them, got {v!r}") from None
-    if not all(isinstance(t, int) and not isinstance(t, bool) and t >= minimum for t in (a, b)):
-        raise ValueError(f"{name}: expected a {kind} or a pair of them, got {v!r}")
-    return a, b
 
 
 class Adder2d(nn.Module):
@@ -65,13 +53,10 @@ class Adder2d(nn.Module):
         super().__init__()
         self.in_channels = _positive_int(in_channels, "in_channels")
         self.out_channels = _positive_int(out_channels, "out_channels")
-        self.kernel_size = _int_pair(kernel_size, "kernel_size", 1)
-        self.stride = _int_pair(stride, "stride", 1)
-        self.padding = _int_pair(padding, "padding", 0)
-        if eta is not None:
-            if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not math.isfinite(eta) or eta < 0:
-                raise ValueError(f"eta: expected a number >= 0 or None, got {eta!r}")
-        self.eta = 0.0 if eta is None else float(eta)
+        self.kernel_size = _pair(kernel_size, "kernel_size", 1)
+        self.stride = _pair(stride, "stride", 1)
+        self.padding = _pair(padding, "padding", 0)
+        self.eta = _check_eta(eta)  # None -> 0.0 (off)
         self.weight = nn.Parameter(torch.empty(self.out_channels, self.in_channels, *self.kernel_size))
         self.bias = nn.Parameter(torch.empty(self.out_channels)) if bias else None
         self.reset_parameters()
