@@ -9,9 +9,9 @@
 # 3. runs the op tests (tests/ops; the CUDA ones must not skip: ZOO_REQUIRE_CUDA_OPS=1),
 #    among them the CUDA-only checks: fp64 NMS against torchvision, the NMS mask size limits
 #    (grid and device memory), the raw CUDA ops' ValueErrors, the t_wh cap, and the SE
-#    backward's output_mask;
+#    backward's output_mask, and adder2d's CUDA kernels (tests/ops/test_adder_cuda.py);
 # 4. runs benchmarks/bench_ops.py (3 runs: median and range of each ratio) and
-#    benchmarks/bench_se.py on cuda;
+#    benchmarks/bench_se.py and benchmarks/bench_adder.py on cuda;
 # 5. with the time left, runs the ctest smoke test of a CMake build with ZOO_WITH_CUDA=ON
 #    (the same cases on the GPU), if cmake is there.
 # Every step runs even when an earlier one failed; exit codes go to $OUT/summary.txt.
@@ -79,7 +79,8 @@ import torch, zoo.ops._ext as e
 ok = e.available()
 print('extension loaded:', ok, e.load_error() or '')
 if ok:
-    for op in ('nms', 'batched_nms', 'yolo_decode', 'yolo_postprocess', 'squeeze_excite', 'squeeze_excite_backward'):
+    for op in ('nms', 'batched_nms', 'yolo_decode', 'yolo_postprocess', 'squeeze_excite', 'squeeze_excite_backward',
+               'adder2d', 'adder2d_backward'):
         print(' ', op, 'CUDA kernel:', torch._C._dispatch_has_kernel_for_dispatch_key('zoo::' + op, 'CUDA'))
 " 2>&1 | tee -a "$SUMMARY"
 
@@ -98,6 +99,12 @@ if [[ -f benchmarks/bench_se.py ]]; then
   step bench_se 60 "$OUT/bench_se_cuda.txt" "$PY" benchmarks/bench_se.py --device cuda
 else
   echo "bench_se: benchmarks/bench_se.py not found, skipped" | tee -a "$SUMMARY"
+fi
+
+if [[ -f benchmarks/bench_adder.py ]]; then
+  step bench_adder 90 "$OUT/bench_adder_cuda.txt" "$PY" benchmarks/bench_adder.py --device cuda --runs 5
+else
+  echo "bench_adder: benchmarks/bench_adder.py not found, skipped" | tee -a "$SUMMARY"
 fi
 
 # 5. C++ smoke test of a CMake build with the CUDA kernels, on the GPU (last: it only

@@ -45,6 +45,16 @@
 //   output_mask[i] false: output i is not computed and comes back undefined (None): no dx
 //   pass over the tensor without mask[0], no weight-gradient reductions without mask[1..4].
 //   The autograd kernel (csrc/autograd.cpp) asks for what needs_input_grad says.
+//
+// adder2d(x[N,Cin,H,W], weight[Cout,Cin,kh,kw], stride[2], padding[2], eta) -> y[N,Cout,Ho,Wo]
+//   AdderNet (Chen et al., CVPR 2020): y[n, co, p] = -sum_k |X_p[n, k] - W[co, k]| over each
+//   patch X_p of a convolution's geometry (zero padding), k over Cin*kh*kw. fp32 / fp64, x and
+//   weight of one dtype. eta is used only by the autograd formula (registered once, from
+//   Python): it rescales the weight gradient to eta * sqrt(K) * dW / ||dW||_2 (eta = 0: off).
+// adder2d_backward(grad_y, x, weight, stride, padding, output_mask) -> (dx, dw)
+//   The paper's gradients, not rescaled: dw[co, k] = sum_{n,p} (X_p[n, k] - W[co, k]) g[n, co, p]
+//   (full precision) and dX_p[n, k] = sum_co clamp(W[co, k] - X_p[n, k], -1, 1) g[n, co, p],
+//   folded onto x like col2im. output_mask[i] false: output i is not computed (None).
 #include <torch/library.h>
 
 TORCH_LIBRARY(zoo, m) {
@@ -58,4 +68,8 @@ TORCH_LIBRARY(zoo, m) {
   m.def(
       "squeeze_excite_backward(Tensor grad_y, Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, str gate, "
       "bool[5] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("adder2d(Tensor x, Tensor weight, int[2] stride, int[2] padding, float eta) -> Tensor");
+  m.def(
+      "adder2d_backward(Tensor grad_y, Tensor x, Tensor weight, int[2] stride, int[2] padding, "
+      "bool[2] output_mask) -> (Tensor, Tensor)");
 }

@@ -1,7 +1,8 @@
 """Architectures (plain nn.Module, no Lightning). Importing this registers every family."""
 from . import (  # noqa: F401  (each registers its family)
-    darknet, densenet, efficientnet, ghostnet, googlenet, res2net, resnest, resnet, yolov3,
+    addernet, darknet, densenet, efficientnet, ghostnet, googlenet, res2net, resnest, resnet, yolov3,
 )
+from .addernet import AdderBasicBlock, AdderBottleneck, AdderResNet
 from .darknet import ConvBNAct, DarkResidual, DarkStage, Darknet53
 from .densenet import DenseNet
 from .efficientnet import EfficientNet
@@ -13,6 +14,9 @@ from .resnet import BasicBlock, Bottleneck, ResNet
 from .yolov3 import YOLOBranch, YOLOv3, YOLOv3Tiny
 
 __all__ = [
+    "AdderBasicBlock",
+    "AdderBottleneck",
+    "AdderResNet",
     "BasicBlock",
     "Bottleneck",
     "ConvBNAct",

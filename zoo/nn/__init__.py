@@ -1,4 +1,5 @@
 """Reusable layers (pure torch.nn)."""
+from .adder import Adder2d
 from .checks import check_image_batch, check_in_chans
 from .backbone import ClassifierBackbone
 from .dense import DenseBlock, DenseLayer, Transition
@@ -11,6 +12,7 @@ from .se import SEBlock, make_divisible
 from .split_attn import SplitAttn
 
 __all__ = [
+    "Adder2d",
     "Bottle2neck",
     "ClassifierBackbone",
     "ConvBNReLU",

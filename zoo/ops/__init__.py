@@ -10,6 +10,8 @@ device, or ``ZOO_OPS=torch`` is set. :func:`backend` says which one runs.
 * :func:`yolo_decode`: darknet box decode of one YOLO output map.
 * :func:`yolo_postprocess`: decode + score + threshold + cap + class-aware NMS, fused.
 * :func:`squeeze_excite`: the Squeeze-and-Excitation block, forward and backward fused.
+* :func:`adder2d`: AdderNet's layer (negative L1 distance of each patch to each filter), with
+  the paper's backward (HardTanh-clipped input gradient, rescaled full-precision weight gradient).
 
 The kernels read fp32 / fp64 / fp16 / bf16 input as it is (other floating dtypes are
 converted to fp32). NMS computes fp64 boxes in fp64 and everything else in fp32; the
@@ -27,7 +29,7 @@ from torch.fx.experimental.symbolic_shapes import guard_or_false
 from . import _ext, reference
 from ._ext import backend
 
-__all__ = ["backend", "batched_nms", "nms", "squeeze_excite", "yolo_decode", "yolo_postprocess", "reference"]
+__all__ = ["adder2d", "backend", "batched_nms", "nms", "squeeze_excite", "yolo_decode", "yolo_postprocess", "reference"]
 
 # The dtypes the kernels read as they are; other floating dtypes are converted to fp32.
 _KERNEL_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -398,6 +400,85 @@ def _dense_like(x: Tensor) -> Tensor:
     return torch.empty_like(x, memory_format=torch.channels_last if cl else torch.contiguous_format)
 
 
+# ----------------------------------------------------------------------------- AdderNet
+
+
+def _pair(v, name: str, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints, each >= ``minimum``, as ``(h, w)``."""
+    pair = (v, v) if isinstance(v, int) and not isinstance(v, bool) else v
+    try:
+        a, b = pair
+        ok = all(isinstance(t, int) and not isinstance(t, bool) and t >= minimum for t in (a, b))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        kind = "positive int" if minimum >= 1 else "non-negative int"
+        raise ValueError(f"{name}: expected a {kind} or a pair of them, got {v!r}")
+    return int(a), int(b)
+
+
+def _check_eta(eta) -> float:
+    if eta is None:
+        return 0.0
+    try:
+        f = float(eta)
+    except (TypeError, ValueError):
+        raise ValueError(f"eta: expected a number >= 0 or None, got {eta!r}") from None
+    if not (math.isfinite(f) and f >= 0):
+        raise ValueError(f"eta: expected a number >= 0 or None, got {eta!r}")
+    return f
+
+
+def _check_adder_args(x, weight, stride, padding) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The metadata checks of adder2d (also made by the fake kernels and, with the same
+    messages, by csrc/adder_checks.h). Returns (stride, padding) as pairs."""
+    x = _tensor(x, "x", 4)
+    if x.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"x: expected fp32 or fp64, got {x.dtype}")
+    weight = _tensor(weight, "weight", 4)
+    if weight.dtype != x.dtype:
+        raise ValueError(f"weight: expected x's dtype {x.dtype}, got {weight.dtype}")
+    if _definitely(weight.shape[1] != x.shape[1]) or _definitely(weight.shape[0] < 1):
+        raise ValueError(f"weight: expected shape [C_out, C_in={x.shape[1]}, kh, kw] with C_out >= 1, "
+                         f"got {tuple(weight.shape)}")
+    _same_device(x, "x", weight=weight)
+    stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+    h, w = x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1]
+    if _definitely(h < weight.shape[2]) or _definitely(w < weight.shape[3]):
+        raise ValueError(f"x: padded input {h}x{w} is smaller than the {weight.shape[2]}x{weight.shape[3]} kernel "
+                         f"(shape {tuple(x.shape)}, padding {padding})")
+    return stride, padding
+
+
+def adder2d(x: Tensor, weight: Tensor, stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
+            eta: float | None = 0.2) -> Tensor:
+    """AdderNet's layer (Chen et al., CVPR 2020): ``y[n, co, p] = -sum_k |X_p[n, k] - W[co, k]|``.
+
+    Args:
+        x: ``[N, C_in, H, W]`` fp32 or fp64 (other floating dtypes are computed in fp32 and
+            cast back).
+        weight: ``[C_out, C_in, kh, kw]`` in x's dtype.
+        stride, padding: as a convolution's (int or (h, w)); the padding is zeros.
+        eta: the paper's adaptive learning-rate scale. In the backward pass the weight
+            gradient ``dW`` (full precision) is replaced by ``dW * eta * sqrt(K) / ||dW||_2``
+            (``K = weight.numel()``) before autograd hands it on, so ``weight.grad`` and the
+            optimizer see the rescaled gradient. ``None`` or ``0`` disables it.
+
+    Returns:
+        ``[N, C_out, Ho, Wo]`` with ``Ho = (H + 2*pad_h - kh) // stride_h + 1`` (``Wo`` likewise).
+        Differentiable in ``x`` (``dX_p = sum_co HardTanh(W - X_p) * g``, folded like col2im)
+        and ``weight`` (``dW = sum_{n,p} (X_p - W) * g``, then rescaled).
+    """
+    if isinstance(x, Tensor) and x.is_floating_point() and x.dtype not in (torch.float32, torch.float64):
+        if isinstance(weight, Tensor) and weight.dtype == x.dtype:
+            return adder2d(x.float(), weight.float(), stride, padding, eta).to(x.dtype)
+    stride, padding = _check_adder_args(x, weight, stride, padding)
+    e = _check_eta(eta)
+    if _ext.has_kernel_for("adder2d", x):
+        return torch.ops.zoo.adder2d(x, weight, list(stride), list(padding), e)
+    return reference.adder2d(x, weight, stride, padding, e)
+
+
 # ----------------------------------------------------------------------------- fake kernels
 
 
@@ -463,6 +544,45 @@ def _register_python_kernels() -> None:
         _same_device(x, "x", grad_y=grad_y)
         grads = (_dense_like(x), torch.empty_like(w1), torch.empty_like(b1), torch.empty_like(w2), torch.empty_like(b2))
         return tuple(g if wanted else None for g, wanted in zip(grads, output_mask))
+
+
+    @torch.library.register_fake("zoo::adder2d")
+    def _adder2d_fake(x, weight, stride, padding, eta):
+        stride, padding = _check_adder_args(x, weight, stride, padding)
+        _check_eta(eta)
+        ho, wo = reference.adder2d_out_size(x.shape[2], x.shape[3], weight.shape[2], weight.shape[3], stride, padding)
+        return x.new_empty((x.shape[0], weight.shape[0], ho, wo))
+
+    @torch.library.register_fake("zoo::adder2d_backward")
+    def _adder2d_backward_fake(grad_y, x, weight, stride, padding, output_mask):
+        stride, padding = _check_adder_args(x, weight, stride, padding)
+        _check_floating(grad_y, "grad_y")
+        ho, wo = reference.adder2d_out_size(x.shape[2], x.shape[3], weight.shape[2], weight.shape[3], stride, padding)
+        want = (x.shape[0], weight.shape[0], ho, wo)
+        if grad_y.ndim != 4 or any(_definitely(a != b) for a, b in zip(grad_y.shape, want)):
+            raise ValueError(f"grad_y: expected shape {want}, got {tuple(grad_y.shape)}")
+        _same_device(x, "x", grad_y=grad_y)
+        return (torch.empty_like(x) if output_mask[0] else None,
+                torch.empty_like(weight) if output_mask[1] else None)
+
+    # adder2d's autograd, registered once for every device: the backward kernel gives the
+    # paper's dX and full-precision dW, and the rescaling by eta happens here, so
+    # weight.grad holds the rescaled gradient (as the fallback's Adder2dFunction does).
+    def _adder2d_setup(ctx, inputs, output):
+        x, weight, stride, padding, eta = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (stride, padding, eta)
+
+    def _adder2d_backward(ctx, grad_y):
+        x, weight = ctx.saved_tensors
+        stride, padding, eta = ctx.conf
+        mask = [bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1])]
+        dx, dw = torch.ops.zoo.adder2d_backward(grad_y.contiguous(), x, weight, stride, padding, mask)
+        if dw is not None:
+            dw = reference.adder2d_rescale(dw, eta)
+        return dx, dw, None, None, None
+
+    torch.library.register_autograd("zoo::adder2d", _adder2d_backward, setup_context=_adder2d_setup)
 
 
 if _ext.available():

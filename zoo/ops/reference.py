@@ -175,3 +175,142 @@ def squeeze_excite(
     z = torch.relu(h) if act == "relu" else torch.nn.functional.silu(h)
     g = _gate(torch.nn.functional.linear(z, w2.to(acc), b2.to(acc)), gate)
     return (x.to(acc) * g[:, :, None, None]).to(x.dtype)
+
+
+# ----------------------------------------------------------------------------- AdderNet
+
+# Working-set budget of the chunked adder2d fallback, in bytes: no temporary of the forward or
+# of the X gradient is larger than this (plus the unfolded patches of one chunk of samples).
+ADDER_CHUNK_BYTES = 64 * 2**20
+# The X gradient's [R, K, C_out] temporary per step (2 MB steps ran 3x slower than 64 MB ones:
+# the batched matmul over few rows and the per-step overhead dominate).
+ADDER_STEP_BYTES = 64 * 2**20
+
+
+def adder2d_out_size(h: int, w: int, kh: int, kw: int, stride: Sequence[int], padding: Sequence[int]) -> tuple[int, int]:
+    """Output height and width of a ``kh x kw`` window with ``stride`` and zero ``padding``."""
+    return (h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // stride[1] + 1
+
+
+def _adder_sample_chunk(x: Tensor, k: int, positions: int) -> int:
+    """Samples per chunk so that one chunk's unfolded patches ``[n, K, L]`` fit the budget."""
+    per_sample = max(1, k * positions * x.element_size())
+    return max(1, min(x.shape[0], ADDER_CHUNK_BYTES // per_sample))
+
+
+def adder2d_forward(x: Tensor, weight: Tensor, stride: Sequence[int], padding: Sequence[int]) -> Tensor:
+    """AdderNet's layer: ``y[n, co, p] = -sum_k |X_p[n, k] - W[co, k]|`` over each patch.
+
+    ``x [N, C_in, H, W]``, ``weight [C_out, C_in, kh, kw]``; patches as a convolution's (zero
+    padding, ``stride``), ``k`` runs over ``C_in * kh * kw``. Returns ``[N, C_out, Ho, Wo]``.
+
+    Memory-bounded: samples are unfolded a chunk at a time (at most ``ADDER_CHUNK_BYTES`` of
+    patches) and the L1 distances come from ``torch.cdist(p=1)``, which never builds the
+    ``[rows, K, C_out]`` difference tensor. Not differentiable by itself: the paper's gradients
+    are :func:`adder2d_backward`, wired into autograd by :class:`Adder2dFunction`.
+    """
+    n, _, h, w = x.shape
+    co, _, kh, kw = weight.shape
+    ho, wo = adder2d_out_size(h, w, kh, kw, stride, padding)
+    k = weight[0].numel()
+    wmat = weight.reshape(co, k)
+    y = x.new_empty((n, co, ho * wo))
+    step = _adder_sample_chunk(x, k, ho * wo)
+    for s in range(0, n, step):
+        cols = torch.nn.functional.unfold(x[s:s + step], (kh, kw), padding=tuple(padding), stride=tuple(stride))
+        # cdist: [n, L, K] x [1, C_out, K] -> [n, L, C_out]
+        dist = torch.cdist(cols.transpose(1, 2), wmat[None], p=1.0, compute_mode="use_mm_for_euclid_dist_if_necessary")
+        y[s:s + step] = -dist.transpose(1, 2)
+    return y.view(n, co, ho, wo)
+
+
+def adder2d_weight_grad(grad_y: Tensor, x: Tensor, weight: Tensor, stride: Sequence[int],
+                        padding: Sequence[int]) -> Tensor:
+    """The paper's full-precision weight gradient (no rescaling):
+    ``dW[co, k] = sum_{n,p} (X_p[n, k] - W[co, k]) * g[n, co, p]``.
+
+    It is linear in X: ``g^T X - W * sum_{n,p} g``, and ``g^T X`` is exactly a convolution's
+    weight gradient, so this runs torch's convolution backward (no patch tensor at all)."""
+    _, dw, _ = torch.ops.aten.convolution_backward(
+        grad_y, x, weight, None, list(stride), list(padding), [1, 1], False, [0, 0], 1, [False, True, False])
+    return dw - weight * grad_y.sum((0, 2, 3)).view(-1, 1, 1, 1)
+
+
+def adder2d_input_grad(grad_y: Tensor, x: Tensor, weight: Tensor, stride: Sequence[int],
+                       padding: Sequence[int]) -> Tensor:
+    """The paper's input gradient: ``dX_p[n, k] = sum_co HT(W[co, k] - X_p[n, k]) * g[n, co, p]``
+    (``HT`` clamps to [-1, 1]) on each patch, folded back onto ``x`` as col2im does (overlapping
+    patches add up; what falls on the zero padding is dropped).
+
+    Chunked: samples are unfolded ``ADDER_CHUNK_BYTES`` of patches at a time, and each step
+    takes ``R`` patch rows so that its ``[R, K, C_out]`` temporary stays under ``ADDER_STEP_BYTES``."""
+    n, ci, h, w = x.shape
+    co, _, kh, kw = weight.shape
+    k = weight[0].numel()
+    wt = weight.reshape(co, k).t()  # [K, C_out]
+    dx = torch.empty_like(x)
+    rows_per_step = max(1, ADDER_STEP_BYTES // (k * co * x.element_size()))
+    step = _adder_sample_chunk(x, k, grad_y.shape[2] * grad_y.shape[3])
+    for s in range(0, n, step):
+        cols = torch.nn.functional.unfold(x[s:s + step], (kh, kw), padding=tuple(padding), stride=tuple(stride))
+        m, _, length = cols.shape
+        rows = cols.transpose(1, 2).reshape(m * length, k)  # [R_all, K]
+        g = grad_y[s:s + step].reshape(m, co, length).transpose(1, 2).reshape(m * length, co)  # [R_all, C_out]
+        dcols = torch.empty_like(rows)
+        for r in range(0, rows.shape[0], rows_per_step):
+            diff = wt[None] - rows[r:r + rows_per_step, :, None]  # [R, K, C_out]
+            diff.clamp_(-1.0, 1.0)
+            torch.matmul(diff, g[r:r + rows_per_step, :, None], out=dcols[r:r + rows_per_step, :, None])
+        dcols = dcols.view(m, length, k).transpose(1, 2)
+        dx[s:s + step] = torch.nn.functional.fold(dcols, (h, w), (kh, kw), padding=tuple(padding),
+                                                  stride=tuple(stride))
+    return dx
+
+
+def adder2d_backward(grad_y: Tensor, x: Tensor, weight: Tensor, stride: Sequence[int], padding: Sequence[int],
+                     output_mask: Sequence[bool] = (True, True)) -> tuple[Tensor | None, Tensor | None]:
+    """``(dX, dW)`` of :func:`adder2d_forward` by the paper's formulas (the HardTanh-clipped
+    input gradient and the full-precision weight gradient, not rescaled); an entry whose
+    ``output_mask`` is False is not computed (None)."""
+    grad_y = grad_y.contiguous()
+    dx = adder2d_input_grad(grad_y, x, weight, stride, padding) if output_mask[0] else None
+    dw = adder2d_weight_grad(grad_y, x, weight, stride, padding) if output_mask[1] else None
+    return dx, dw
+
+
+def adder2d_rescale(dw: Tensor, eta: float) -> Tensor:
+    """The paper's adaptive learning-rate scaling of an adder layer's weight gradient:
+    ``dw * eta * sqrt(K) / ||dw||_2`` with ``K = dw.numel()``; ``eta == 0`` leaves ``dw`` as it
+    is, and a zero gradient stays zero. No host sync (traceable)."""
+    if not eta:
+        return dw
+    norm = torch.linalg.vector_norm(dw)
+    scale = torch.where(norm > 0, (eta * dw.numel() ** 0.5) / norm, torch.zeros_like(norm))
+    return dw * scale
+
+
+class Adder2dFunction(torch.autograd.Function):
+    """Autograd of the fallback: :func:`adder2d_forward`, then in backward the paper's
+    gradients (:func:`adder2d_backward`) with the weight gradient rescaled by
+    :func:`adder2d_rescale` (so the optimizer sees the rescaled gradient)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int],
+                eta: float) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (stride, padding, eta)
+        return adder2d_forward(x, weight, stride, padding)
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):
+        x, weight = ctx.saved_tensors
+        stride, padding, eta = ctx.conf
+        dx, dw = adder2d_backward(grad_y, x, weight, stride, padding, ctx.needs_input_grad[:2])
+        if dw is not None:
+            dw = adder2d_rescale(dw, eta)
+        return dx, dw, None, None, None
+
+
+def adder2d(x: Tensor, weight: Tensor, stride: Sequence[int], padding: Sequence[int], eta: float) -> Tensor:
+    """The fallback op, differentiable through :class:`Adder2dFunction`."""
+    return Adder2dFunction.apply(x, weight, tuple(stride), tuple(padding), float(eta))
