@@ -253,6 +253,12 @@ def test_bad_input_raises_value_error(backend, case):
         ops.adder2d(*args)
 
 
+def test_eta_must_be_a_number_not_a_flag(backend):
+    x, w = _inputs(SHAPES[1], dtype=torch.float32)
+    with pytest.raises(ValueError, match="eta: expected a number >= 0 or None, got True"):
+        ops.adder2d(x, w, 1, 1, True)
+
+
 @needs_ext
 @pytest.mark.parametrize("case", sorted(set(_bad_cases()) - {"x 3-D", "weight 3-D"}))
 def test_raw_op_rejects_what_the_wrapper_rejects(case):

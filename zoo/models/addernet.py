@@ -151,18 +151,20 @@ class AdderResNet(ClassifierBackbone, nn.Module):
 
 _CHEN = "Chen et al., AdderNet: Do We Really Need Multiplications in Deep Learning?, CVPR 2020"
 _REF = "paper:Chen et al. CVPR 2020"
+_VERIFIED = "adder2d vs a direct loop and the paper's gradients; layer shapes vs ResNet"
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 
 @register_model(family="addernet", task="classification", input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD,
-                paper=_CHEN, reference=_REF, num_classes=10)
+                paper=_CHEN, reference=_REF, verified=_VERIFIED, num_classes=10)
 def adder_resnet20(**kwargs) -> AdderResNet:
     """CIFAR ResNet-20 with adder layers (3 stages x 3 basic blocks, 16/32/64 channels)."""
     return AdderResNet(AdderBasicBlock, (3, 3, 3), (16, 32, 64), cifar=True, **kwargs)
 
 
-@register_model(family="addernet", task="classification", paper=_CHEN, reference=_REF, num_classes=1000)
+@register_model(family="addernet", task="classification", paper=_CHEN, reference=_REF, verified=_VERIFIED,
+                num_classes=1000)
 def adder_resnet50(**kwargs) -> AdderResNet:
     """ResNet-50 v1.5 with every convolution but the 7x7 stem an adder layer."""
     return AdderResNet(AdderBottleneck, (3, 4, 6, 3), (64, 128, 256, 512), cifar=False, **kwargs)

@@ -420,6 +420,8 @@ def _pair(v, name: str, minimum: int) -> tuple[int, int]:
 def _check_eta(eta) -> float:
     if eta is None:
         return 0.0
+    if isinstance(eta, bool):
+        raise ValueError(f"eta: expected a number >= 0 or None, got {eta!r}")
     try:
         f = float(eta)
     except (TypeError, ValueError):
@@ -431,7 +433,7 @@ def _check_eta(eta) -> float:
 
 def _check_adder_args(x, weight, stride, padding) -> tuple[tuple[int, int], tuple[int, int]]:
     """The metadata checks of adder2d (also made by the fake kernels and, with the same
-    messages, by csrc/adder_checks.h). Returns (stride, padding) as pairs."""
+    messages, by csrc/adder.h). Returns (stride, padding) as pairs."""
     x = _tensor(x, "x", 4)
     if x.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"x: expected fp32 or fp64, got {x.dtype}")
