@@ -803,9 +803,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backwa
       scalar_t* dxp = need_dx ? dx.data_ptr<scalar_t>() : nullptr;
       const bool stream = stream_output(x.nbytes() + dy.nbytes() + (need_dx ? dx.nbytes() : 0));
       A *Sp = S.data_ptr<A>(), *Zp = Z.data_ptr<A>(), *DUp = DU.data_ptr<A>(), *DHp = DH.data_ptr<A>();
-      // per-sample scratch: sdx [C], h [Cr], u [C], g [C], ds/HW [C], sigmoid(h) [Cr] (SiLU)
-      std::vector<A> scratch(N * (4 * C + 2 * Cr));
-      auto buf = [&](int64_t n) { return scratch.data() + n * (4 * C + 2 * Cr); };
+      // per-sample scratch: sdx [C], h [Cr], u [C], g [C], ds/HW [C], and with SiLU sigmoid(h) [Cr]
+      const int64_t row = 4 * C + (mode.act == Act::kSilu ? 2 : 1) * Cr;
+      std::vector<A> scratch(N * row);
+      auto buf = [&](int64_t n) { return scratch.data() + n * row; };
       const A inv_hw = A(1) / static_cast<A>(HW);
       for_each_sample(
           N, C, HW,
@@ -814,7 +815,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backwa
           },
           [&](int64_t n) {
             A* s = Sp + n * C;
-            A *sdx = buf(n), *h = sdx + C, *u = h + Cr, *g = u + C, *ds = g + C, *sig = ds + C;
+            A *sdx = buf(n), *h = sdx + C, *u = h + Cr, *g = u + C, *ds = g + C;
+            A* sig = w.act == Act::kSilu ? ds + C : nullptr;
             for (int64_t c = 0; c < C; ++c) s[c] *= inv_hw;
             fc_forward(w, s, h, Zp + n * Cr, u, g, sig);
             fc_backward(w, sdx, h, sig, u, g, DUp + n * C, DHp + n * Cr, need_dx ? ds : nullptr);
