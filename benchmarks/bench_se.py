@@ -63,7 +63,8 @@ def main() -> int:
         print("bench_se: --device cuda but no GPU is visible", file=sys.stderr)
         return 2
     print(f"squeeze_excite on {device} (backend: {ops.backend(device)}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, fp32, act={args.act}, malloc: {'keeps freed memory' if kept else 'default'}")
+          f"{torch.get_num_threads()} threads, fp32, act={args.act}, "
+          f"malloc: {'keeps freed memory' if kept else 'default'}")
     fwd_target, bwd_target = (1.4, 1.3) if device.type == "cpu" else (1.5, None)
 
     head = (f"{'shape':<20} {'eager fwd ms':>12} {'fused fwd ms':>12} {'speedup':>8} "

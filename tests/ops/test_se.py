@@ -179,9 +179,11 @@ def test_frozen_input_gives_the_weights_their_full_gradients(gate):
 
 
 @EXT
-@pytest.mark.parametrize("mask,act", [([False, True, True, True, True], "relu"), ([True, False, False, False, False], "relu"),
-                                      ([False, False, True, False, True], "relu"), ([False] * 5, "relu"),
-                                      ([True, True, False, True, False], "silu"), ([False, True, True, False, False], "silu")])
+@pytest.mark.parametrize("mask,act", [
+    ([False, True, True, True, True], "relu"), ([True, False, False, False, False], "relu"),
+    ([False, False, True, False, True], "relu"), ([False] * 5, "relu"),
+    ([True, True, False, True, False], "silu"), ([False, True, True, False, False], "silu"),
+])
 def test_backward_output_mask(mask, act):
     """Masked outputs are not computed: they come back as None (undefined), and the computed ones
     equal the full computation."""

@@ -118,6 +118,23 @@ MULTI_SHAPES = [
 ]
 
 
+# Every kernel path: shape x layout x dtype, with both gates and ReLU; SiLU (sigmoid gate) on
+# every shape and dtype in the two dense layouts (strided and misaligned x reach the same FC
+# code through other pool and scale paths, which do not depend on act).
+DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+LAYOUTS = ("nchw", "channels_last", "strided", "misaligned")
+
+
+def _path_cases():
+    shapes = FUSED_SHAPES + MULTI_SHAPES
+    cases = [(s, l, d, g, "relu") for g in GATES for d in DTYPES for l in LAYOUTS for s in shapes]
+    cases += [(s, l, d, "sigmoid", "silu") for d in DTYPES for l in LAYOUTS[:2] for s in shapes]
+    return [pytest.param(*c, id=f"{'x'.join(map(str, c[0]))}-{c[1]}-{str(c[2])[6:]}-{c[3]}-{c[4]}") for c in cases]
+
+
+PATH_CASES = _path_cases()
+
+
 # ------------------------------------------------------------------------ registration
 
 
@@ -143,11 +160,7 @@ def test_cuda_kernels_registered_and_used(monkeypatch):
 # ------------------------------------------------------------------------ forward
 
 
-@pytest.mark.parametrize("shape", FUSED_SHAPES + MULTI_SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided", "misaligned"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64],
-                         ids=lambda d: str(d)[6:])
-@pytest.mark.parametrize("gate,act", GATE_ACTS)
+@pytest.mark.parametrize("shape,layout,dtype,gate,act", PATH_CASES)
 def test_forward_matches_reference(shape, layout, dtype, gate, act):
     n, c, h, w, cr = shape
     x = make_x((n, c, h, w), dtype, layout, seed=n * c + h)
@@ -208,11 +221,7 @@ def test_weights_in_another_dtype(wdtype):
 # ------------------------------------------------------------------------ backward
 
 
-@pytest.mark.parametrize("shape", FUSED_SHAPES + MULTI_SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided", "misaligned"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64],
-                         ids=lambda d: str(d)[6:])
-@pytest.mark.parametrize("gate,act", GATE_ACTS)
+@pytest.mark.parametrize("shape,layout,dtype,gate,act", PATH_CASES)
 def test_backward_matches_reference(shape, layout, dtype, gate, act):
     n, c, h, w, cr = shape
     x = make_x((n, c, h, w), dtype, layout, seed=n + c + h)
@@ -391,8 +400,10 @@ def test_opcheck(layout, shape):
         torch.library.opcheck(torch.ops.zoo.squeeze_excite_backward.default, (dy, x, *wts, gate, ALL_GRADS, act))
 
 
-@pytest.mark.parametrize("gate,act,msg", [("sigmoid", "gelu", "act: expected one of ('relu', 'silu'), got 'gelu'"),
-                                          ("tanh", "silu", "gate: expected one of ('sigmoid', 'hard_sigmoid'), got 'tanh'")])
+@pytest.mark.parametrize("gate,act,msg", [
+    ("sigmoid", "gelu", "act: expected one of ('relu', 'silu'), got 'gelu'"),
+    ("tanh", "silu", "gate: expected one of ('sigmoid', 'hard_sigmoid'), got 'tanh'"),
+])
 def test_raw_cuda_ops_reject_a_bad_gate_or_act(gate, act, msg):
     x = make_x((2, 16, 4, 4), seed=70)
     wts = se_weights(16, 4, device=CUDA)

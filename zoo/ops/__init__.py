@@ -378,7 +378,8 @@ def squeeze_excite(
         x: ``[N, C, H, W]`` (NCHW-contiguous, channels_last or strided), fp32/fp16/bf16/fp64.
         w1: ``[Cr, C]``, b1: ``[Cr]``: the squeeze FC. w2: ``[C, Cr]``, b2: ``[C]``: the excite FC.
         gate: ``"sigmoid"`` or ``"hard_sigmoid"`` (``relu6(u + 3) / 6``).
-        act: between the FCs, ``"relu"`` or ``"silu"`` (``h * sigmoid(h)``).
+        act: between the FCs, ``"relu"`` or ``"silu"`` (``h * sigmoid(h)``, EfficientNet's);
+            the kernels run both.
 
     Returns:
         ``y`` like ``x`` (channels_last stays channels_last). Differentiable in x and every
