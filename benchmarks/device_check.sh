@@ -8,8 +8,9 @@
 # 2. builds zoo._C in place with the CUDA kernels (ZOO_FORCE_CUDA=1, sm_90);
 # 3. runs the op tests (tests/ops; the CUDA ones must not skip: ZOO_REQUIRE_CUDA_OPS=1),
 #    among them the CUDA-only checks: fp64 NMS against torchvision, the NMS mask size limits
-#    (grid and device memory), the raw CUDA ops' ValueErrors, the t_wh cap, and the SE
-#    backward's output_mask, and adder2d's CUDA kernels (tests/ops/test_adder_cuda.py);
+#    (grid and device memory), the raw CUDA ops' ValueErrors, the t_wh cap, the SE
+#    backward's output_mask, SE with act="silu" (tests/ops/test_se_cuda.py) and adder2d's
+#    CUDA kernels (tests/ops/test_adder_cuda.py);
 # 4. runs benchmarks/bench_ops.py (3 runs: median and range of each ratio) and
 #    benchmarks/bench_se.py and benchmarks/bench_adder.py on cuda;
 # 5. with the time left, runs the ctest smoke test of a CMake build with ZOO_WITH_CUDA=ON
@@ -97,6 +98,7 @@ else
 fi
 if [[ -f benchmarks/bench_se.py ]]; then
   step bench_se 60 "$OUT/bench_se_cuda.txt" "$PY" benchmarks/bench_se.py --device cuda
+  step bench_se_silu 60 "$OUT/bench_se_silu_cuda.txt" "$PY" benchmarks/bench_se.py --device cuda --act silu
 else
   echo "bench_se: benchmarks/bench_se.py not found, skipped" | tee -a "$SUMMARY"
 fi

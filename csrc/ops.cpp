@@ -33,15 +33,20 @@
 //   batched_nms on their labels, and capped at max_det. Output rows are grouped by
 //   image (ascending), each image's rows in descending score order.
 //
-// squeeze_excite(x[N,C,H,W], w1[Cr,C], b1[Cr], w2[C,Cr], b2[C], gate) -> y[N,C,H,W]
-//   s = mean over H,W of x; z = relu(w1 s + b1); u = w2 z + b2; g = gate(u);
+// squeeze_excite(x[N,C,H,W], w1[Cr,C], b1[Cr], w2[C,Cr], b2[C], gate, act="relu") -> y[N,C,H,W]
+//   s = mean over H,W of x; h = w1 s + b1; z = act(h); u = w2 z + b2; g = gate(u);
 //   y = x * g (per sample and channel). gate: "sigmoid" or "hard_sigmoid"
-//   (relu6(u + 3) / 6). fp32/fp16/bf16 accumulate in fp32, fp64 in fp64; x may be
+//   (relu6(u + 3) / 6). act: "relu" (max(h, 0)) or "silu" (h * sigmoid(h), EfficientNet's);
+//   act is the last argument so that callers written before it still mean ReLU.
+//   fp32/fp16/bf16 accumulate in fp32, fp64 in fp64; x may be
 //   NCHW-contiguous or channels_last and y has x's layout and dtype. Weights may be in
 //   any floating dtype; they are used in the accumulation type.
-// squeeze_excite_backward(grad_y, x, w1, b1, w2, b2, gate, output_mask) -> (dx, dw1, db1, dw2, db2)
+// squeeze_excite_backward(grad_y, x, w1, b1, w2, b2, gate, output_mask, act="relu")
+//     -> (dx, dw1, db1, dw2, db2)
 //   The gradients of squeeze_excite; dx in x's layout, each weight grad in its dtype.
 //   hard_sigmoid's derivative is 1/6 on the open interval (-3, 3) and 0 elsewhere (torch's).
+//   dL/dh = (w2^T dL/du) * act'(h): relu'(h) = [h > 0] (0 at h = 0, torch's), silu'(h) =
+//   sigma(h) * (1 + h * (1 - sigma(h))) with sigma the logistic sigmoid.
 //   output_mask[i] false: output i is not computed and comes back undefined (None): no dx
 //   pass over the tensor without mask[0], no weight-gradient reductions without mask[1..4].
 //   The autograd kernel (csrc/autograd.cpp) asks for what needs_input_grad says.
@@ -64,10 +69,10 @@ TORCH_LIBRARY(zoo, m) {
   m.def(
       "yolo_postprocess(Tensor[] preds, Tensor[] anchors, float[] strides, float conf_threshold, "
       "float iou_threshold, int max_det, int max_nms, bool multi_label) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("squeeze_excite(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, str gate) -> Tensor");
+  m.def("squeeze_excite(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, str gate, str act='relu') -> Tensor");
   m.def(
       "squeeze_excite_backward(Tensor grad_y, Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, str gate, "
-      "bool[5] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "bool[5] output_mask, str act='relu') -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("adder2d(Tensor x, Tensor weight, int[2] stride, int[2] padding, float eta) -> Tensor");
   m.def(
       "adder2d_backward(Tensor grad_y, Tensor x, Tensor weight, int[2] stride, int[2] padding, "

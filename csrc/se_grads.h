@@ -9,7 +9,7 @@
 
 namespace zoo {
 
-// In the accumulation type: DU [N, C] = dL/du (u = W2 z + b2), Z [N, Cr] = relu(h),
+// In the accumulation type: DU [N, C] = dL/du (u = W2 z + b2), Z [N, Cr] = act(h),
 // DH [N, Cr] = dL/dh (h = W1 s + b1), S [N, C] = pooled means.
 // Returns (dw1 [Cr, C], db1 [Cr], dw2 [C, Cr], db2 [C]), each in its weight's dtype; those whose
 // output_mask entry (1..4, as squeeze_excite_backward numbers its outputs) is false are undefined.

@@ -1,6 +1,9 @@
 // CPU kernels: fused Squeeze-and-Excitation, forward and backward.
 //
-//   s = mean_hw(x)   h = W1 s + b1   z = relu(h)   u = W2 z + b2   g = gate(u)   y = x * g
+//   s = mean_hw(x)   h = W1 s + b1   z = act(h)   u = W2 z + b2   g = gate(u)   y = x * g
+//
+// act is ReLU or SiLU (h * sigmoid(h)); both act on the Cr squeezed values only, so SiLU's
+// extra sigmoid (the same inline exp as the gate's) costs next to nothing per sample.
 //
 // Eager torch reads x twice (the mean, then the product). Here one sample's C x H x W
 // slab is handled at a time: the pool pass brings it into cache, the two small FCs
@@ -514,6 +517,7 @@ struct Weights {
   const A *W1, *B1, *W2, *B2, *W2t;
   int64_t C, Cr;
   Gate gate;
+  Act act;
 };
 
 template <typename A>
@@ -542,12 +546,19 @@ A gate_grad(Gate gate, A u, A g) {
   return (u > A(-3) && u < A(3)) ? A(1) / A(6) : A(0);
 }
 
-// From the pooled mean s [C]: h [Cr] (pre-ReLU), z [Cr], u [C], g [C].
+// From the pooled mean s [C]: h [Cr] (before act), z [Cr], u [C], g [C]; with SiLU and sig
+// given, also sig [Cr] = sigmoid(h) (the backward's act'(h) needs it).
 template <typename A>
-void fc_forward(const Weights<A>& w, const A* s, A* h, A* z, A* u, A* g) {
+void fc_forward(const Weights<A>& w, const A* s, A* h, A* z, A* u, A* g, A* sig = nullptr) {
+  const bool relu = w.act == Act::kRelu;
   for (int64_t r = 0; r < w.Cr; ++r) {
     h[r] = w.B1[r] + dot_any<A>(w.W1 + r * w.C, s, w.C);  // h = W1 s + b1
-    z[r] = h[r] > A(0) ? h[r] : A(0);
+    if (relu) z[r] = h[r] > A(0) ? h[r] : A(0);
+  }
+  if (!relu) {  // z = h * sigmoid(h), the sigmoid into sig (or into z, then scaled in place)
+    A* sg = sig ? sig : z;
+    gate_all(Gate::kSigmoid, h, sg, w.Cr);
+    for (int64_t r = 0; r < w.Cr; ++r) z[r] = h[r] * sg[r];
   }
   if (w.W2t) {  // u = W2 z + b2
     std::copy(w.B2, w.B2 + w.C, u);
@@ -561,10 +572,11 @@ void fc_forward(const Weights<A>& w, const A* s, A* h, A* z, A* u, A* g) {
 }
 
 // Backward through the FCs of one sample. In: dg [C] = sum_hw dy * x, plus the forward
-// values. Out: du [C], dh [Cr] (for the weight gradients) and, unless ds is null (no dx
-// wanted), ds [C] = dL/ds.
+// values (sig = sigmoid(h), read with SiLU only). Out: du [C], dh [Cr] (for the weight
+// gradients) and, unless ds is null (no dx wanted), ds [C] = dL/ds.
 template <typename A>
-void fc_backward(const Weights<A>& w, const A* dg, const A* h, const A* u, const A* g, A* du, A* dh, A* ds) {
+void fc_backward(const Weights<A>& w, const A* dg, const A* h, const A* sig, const A* u, const A* g, A* du, A* dh,
+                 A* ds) {
   for (int64_t c = 0; c < w.C; ++c) du[c] = dg[c] * gate_grad(w.gate, u[c], g[c]);
   if (w.W2t) {  // dz = W2^T du
     for (int64_t r = 0; r < w.Cr; ++r) dh[r] = dot_any<A>(w.W2t + r * w.C, du, w.C);
@@ -575,8 +587,13 @@ void fc_backward(const Weights<A>& w, const A* dg, const A* h, const A* u, const
     }
   }
   if (ds) std::fill(ds, ds + w.C, A(0));
+  const bool relu = w.act == Act::kRelu;
   for (int64_t r = 0; r < w.Cr; ++r) {
-    if (h[r] <= A(0)) dh[r] = A(0);                                        // through the ReLU
+    if (relu) {
+      if (h[r] <= A(0)) dh[r] = A(0);  // through the ReLU
+    } else {
+      dh[r] *= sig[r] * (A(1) + h[r] * (A(1) - sig[r]));  // silu'(h) = s (1 + h (1 - s)), s = sigmoid(h)
+    }
     if (ds && dh[r] != A(0)) axpy_any<A>(dh[r], w.W1 + r * w.C, ds, w.C);  // ds = W1^T dh
   }
 }
@@ -686,9 +703,9 @@ const A* as_array(const at::Tensor& t, at::Tensor& keep) {
 
 template <typename A>
 Weights<A> make_weights(const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2,
-                        Gate gate, int64_t batch) {
+                        SeMode mode, int64_t batch) {
   Weights<A> w;
-  w.C = w1.size(1), w.Cr = w1.size(0), w.gate = gate;
+  w.C = w1.size(1), w.Cr = w1.size(0), w.gate = mode.gate, w.act = mode.act;
   w.W1 = as_array<A>(w1, w.w1), w.B1 = as_array<A>(b1, w.b1);
   w.W2 = as_array<A>(w2, w.w2), w.B2 = as_array<A>(b2, w.b2);
   w.W2t = nullptr;
@@ -723,8 +740,8 @@ at::Tensor dense(const at::Tensor& x) {
 }
 
 at::Tensor se_forward_cpu(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
-                          const at::Tensor& b2, c10::string_view gate_name) {
-  const Gate gate = check_se_args(x_in, w1, b1, w2, b2, gate_name);
+                          const at::Tensor& b2, c10::string_view gate_name, c10::string_view act_name) {
+  const SeMode mode = check_se_args(x_in, w1, b1, w2, b2, gate_name, act_name);
   const at::Tensor x = dense(x_in);
   const bool cl = channels_last(x);
   at::Tensor y = at::empty_like(x, cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
@@ -732,7 +749,7 @@ at::Tensor se_forward_cpu(const at::Tensor& x_in, const at::Tensor& w1, const at
   if (x.numel() == 0) return y;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "zoo_squeeze_excite", [&] {
     using A = at::opmath_type<scalar_t>;
-    const Weights<A> w = make_weights<A>(w1, b1, w2, b2, gate, x.size(0));
+    const Weights<A> w = make_weights<A>(w1, b1, w2, b2, mode, x.size(0));
     const scalar_t* xp = x.data_ptr<scalar_t>();
     scalar_t* yp = y.data_ptr<scalar_t>();
     const bool stream = stream_output(x.nbytes() + y.nbytes());
@@ -761,8 +778,9 @@ at::Tensor se_forward_cpu(const at::Tensor& x_in, const at::Tensor& w1, const at
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backward_cpu(
     const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
-    const at::Tensor& w2, const at::Tensor& b2, c10::string_view gate_name, std::array<bool, 5> output_mask) {
-  const Gate gate = check_se_backward_args(grad_in, x_in, w1, b1, w2, b2, gate_name);
+    const at::Tensor& w2, const at::Tensor& b2, c10::string_view gate_name, std::array<bool, 5> output_mask,
+    c10::string_view act_name) {
+  const SeMode mode = check_se_backward_args(grad_in, x_in, w1, b1, w2, b2, gate_name, act_name);
   const bool need_dx = output_mask[0];
   if (!need_dx && !se_any_weight_grad(output_mask)) return {};
   at::Tensor x = dense(x_in);
@@ -775,7 +793,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backwa
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "zoo_squeeze_excite_backward", [&] {
     using A = at::opmath_type<scalar_t>;
     const auto adt = c10::CppTypeToScalarType<A>::value;
-    const Weights<A> w = make_weights<A>(w1, b1, w2, b2, gate, x.size(0));
+    const Weights<A> w = make_weights<A>(w1, b1, w2, b2, mode, x.size(0));
     // per-sample rows kept for the weight gradients: s [N,C], z [N,Cr], du [N,C], dh [N,Cr]
     at::Tensor S = at::zeros({N, C}, x.options().dtype(adt)), Z = at::zeros({N, Cr}, S.options());
     at::Tensor DU = at::zeros({N, C}, S.options()), DH = at::zeros({N, Cr}, S.options());
@@ -785,9 +803,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backwa
       scalar_t* dxp = need_dx ? dx.data_ptr<scalar_t>() : nullptr;
       const bool stream = stream_output(x.nbytes() + dy.nbytes() + (need_dx ? dx.nbytes() : 0));
       A *Sp = S.data_ptr<A>(), *Zp = Z.data_ptr<A>(), *DUp = DU.data_ptr<A>(), *DHp = DH.data_ptr<A>();
-      // per-sample scratch: sdx [C], h [Cr], u [C], g [C], ds/HW [C]
-      std::vector<A> scratch(N * (4 * C + Cr));
-      auto buf = [&](int64_t n) { return scratch.data() + n * (4 * C + Cr); };
+      // per-sample scratch: sdx [C], h [Cr], u [C], g [C], ds/HW [C], and with SiLU sigmoid(h) [Cr]
+      const int64_t row = 4 * C + (mode.act == Act::kSilu ? 2 : 1) * Cr;
+      std::vector<A> scratch(N * row);
+      auto buf = [&](int64_t n) { return scratch.data() + n * row; };
       const A inv_hw = A(1) / static_cast<A>(HW);
       for_each_sample(
           N, C, HW,
@@ -797,9 +816,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backwa
           [&](int64_t n) {
             A* s = Sp + n * C;
             A *sdx = buf(n), *h = sdx + C, *u = h + Cr, *g = u + C, *ds = g + C;
+            A* sig = w.act == Act::kSilu ? ds + C : nullptr;
             for (int64_t c = 0; c < C; ++c) s[c] *= inv_hw;
-            fc_forward(w, s, h, Zp + n * Cr, u, g);
-            fc_backward(w, sdx, h, u, g, DUp + n * C, DHp + n * Cr, need_dx ? ds : nullptr);
+            fc_forward(w, s, h, Zp + n * Cr, u, g, sig);
+            fc_backward(w, sdx, h, sig, u, g, DUp + n * C, DHp + n * Cr, need_dx ? ds : nullptr);
             if (need_dx) {
               for (int64_t c = 0; c < C; ++c) ds[c] *= inv_hw;  // each pixel's share of d mean
             }

@@ -1,6 +1,8 @@
 // CUDA kernels: fused Squeeze-and-Excitation, forward and backward.
 //
-//   s = mean_hw(x)   h = W1 s + b1   z = relu(h)   u = W2 z + b2   g = gate(u)   y = x * g
+//   s = mean_hw(x)   h = W1 s + b1   z = act(h)   u = W2 z + b2   g = gate(u)   y = x * g
+//
+// act: ReLU or SiLU (h * sigmoid(h)), applied to the Cr squeezed values inside the FC code.
 //
 // x is used as-is when it is NCHW-contiguous or channels_last (NHWC), else as an NCHW copy;
 // y (and dx) take that layout. fp32 / fp16 / bf16 accumulate in fp32, fp64 in fp64; the
@@ -25,7 +27,7 @@
 // Backward (dx = dy * g + ds / HW and the weight gradients):
 //   1. pool of x and dy * x (the same pool kernels, reading dy and x once);
 //   2. se_fc_backward_kernel: per sample, recompute s, h, z, u, g, then du = dg * gate'(u),
-//      dh = (W2^T du) * [h > 0], ds = W1^T dh; writes the rows S, Z, DU, DH and G, ds / HW;
+//      dh = (W2^T du) * act'(h), ds = W1^T dh; writes the rows S, Z, DU, DH and G, ds / HW;
 //   3. se_scale_kernel with the bias ds / HW (skipped when output_mask says no dx);
 //   then dW2 = DU^T Z, db2 = sum_n DU, dW1 = DH^T S, db1 = sum_n DH with ATen on the device
 //   (each only when output_mask asks for it).
@@ -84,6 +86,21 @@ __device__ __forceinline__ A gate_fn(bool hard, A u) {
   t = t < A(0) ? A(0) : t;
   t = t > A(6) ? A(6) : t;
   return t / A(6);
+}
+
+// The activation between the FCs, and its derivative from h: ReLU's is [h > 0] (0 at 0,
+// torch's), SiLU's sigmoid(h) * (1 + h * (1 - sigmoid(h))).
+template <typename A>
+__device__ __forceinline__ A act_fn(bool silu, A h) {
+  if (silu) return h / (A(1) + exp_acc(-h));
+  return h > A(0) ? h : A(0);
+}
+
+template <typename A>
+__device__ __forceinline__ A act_grad(bool silu, A h) {
+  if (!silu) return h > A(0) ? A(1) : A(0);
+  const A sg = A(1) / (A(1) + exp_acc(-h));
+  return sg * (A(1) + h * (A(1) - sg));
 }
 
 // d gate / d u from u and g = gate(u); hard_sigmoid: 1/6 on the open interval (-3, 3).
@@ -159,7 +176,8 @@ struct Fc {
   const A* W2T;
   const A* B2;
   int64_t C, Cr;
-  bool hard;
+  bool hard;  // gate: hard_sigmoid (else sigmoid)
+  bool silu;  // act: SiLU (else ReLU)
 };
 
 // Block-wide M v for a row-major M [rows, C]: a warp per row, lanes along C (coalesced);
@@ -187,14 +205,11 @@ __device__ __forceinline__ void cols_dot(const A* M, const A* v, int64_t rows, i
   }
 }
 
-// Block-wide: from s [C] to z [Cr] and g [C]: h = W1 s + b1, z = relu(h), u = W2 z + b2
+// Block-wide: from s [C] to z [Cr] and g [C]: h = W1 s + b1, z = act(h), u = W2 z + b2
 // (= W2T^T z), g = gate(u). g may alias s (s is only read before the barrier).
 template <typename A>
 __device__ void fc_forward(const Fc<A>& w, const A* s, A* z, A* g) {
-  rows_dot(w.W1, s, w.Cr, w.C, [&](int64_t r, A acc) {
-    const A h = acc + w.B1[r];
-    z[r] = h > A(0) ? h : A(0);
-  });
+  rows_dot(w.W1, s, w.Cr, w.C, [&](int64_t r, A acc) { z[r] = act_fn(w.silu, acc + w.B1[r]); });
   __syncthreads();
   cols_dot(w.W2T, z, w.Cr, w.C, [&](int64_t c, A acc) { g[c] = gate_fn(w.hard, acc + w.B2[c]); });
 }
@@ -487,8 +502,8 @@ struct BackRows {
 };
 
 // One block per sample (grid-stride). From P (sum x) and Pd (sum dy * x) [S, N, C]:
-// recompute s, h, z, u, g and differentiate: du = dg * gate'(u), dh = (W2^T du) * [h > 0],
-// ds = W1^T dh. Scratch s|du [C], z [Cr], dh [Cr] in shared memory, or (use_smem false) the
+// recompute s, h, z, u, g and differentiate: du = dg * gate'(u), dh = (W2^T du) * act'(h),
+// ds = W1^T dh. Scratch s|du [C], z [Cr], h|dh [Cr] in shared memory, or (use_smem false) the
 // output rows themselves (made visible to the block by its barriers).
 template <typename A>
 __global__ void __launch_bounds__(kThreads)
@@ -514,12 +529,14 @@ __global__ void __launch_bounds__(kThreads)
       s_row[c] = v;
     }
     __syncthreads();
-    // h = W1 s + b1, z = relu(h)
+    // h = W1 s + b1, z = act(h); SiLU keeps h in dh's place for act'(h) (the same lane of the
+    // same warp writes dh[r] below)
     rows_dot(w.W1, s, Cr, C, [&](int64_t r, A acc) {
       const A h = acc + w.B1[r];
-      const A zr = h > A(0) ? h : A(0);
+      const A zr = act_fn(w.silu, h);
       z[r] = zr;
       z_row[r] = zr;
+      if (w.silu) dh[r] = h;
     });
     __syncthreads();
     // u = W2 z + b2, g = gate(u), du = dg * gate'(u)
@@ -532,9 +549,9 @@ __global__ void __launch_bounds__(kThreads)
       du_row[c] = v;
     });
     __syncthreads();
-    // dh = (W2^T du) * [h > 0] (h > 0 exactly when z > 0)
+    // dh = (W2^T du) * act'(h); ReLU: [h > 0], which is z > 0
     rows_dot(w.W2T, du, Cr, C, [&](int64_t r, A acc) {
-      const A v = z[r] > A(0) ? acc : A(0);
+      const A v = w.silu ? acc * act_grad(true, dh[r]) : (z[r] > A(0) ? acc : A(0));
       dh[r] = v;
       dh_row[r] = v;
     });
@@ -658,9 +675,9 @@ at::Tensor dense(const at::Tensor& x) {
 template <typename A>
 struct FcTensors {
   at::Tensor w1, b1, w2t, b2;
-  Fc<A> fc(bool hard) const {
+  Fc<A> fc(const SeMode& mode) const {
     return Fc<A>{w1.data_ptr<A>(), b1.data_ptr<A>(), w2t.data_ptr<A>(), b2.data_ptr<A>(), w1.size(1),
-                 w1.size(0), hard};
+                 w1.size(0), mode.gate == Gate::kHardSigmoid, mode.act == Act::kSilu};
   }
 };
 
@@ -769,8 +786,8 @@ void launch_scale(const T* in, T* out, const A* g, const A* bias, int64_t numel,
 }
 
 at::Tensor se_forward_cuda(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
-                           const at::Tensor& b2, c10::string_view gate_name) {
-  const bool hard = check_se_args(x_in, w1, b1, w2, b2, gate_name) == Gate::kHardSigmoid;
+                           const at::Tensor& b2, c10::string_view gate_name, c10::string_view act_name) {
+  const SeMode mode = check_se_args(x_in, w1, b1, w2, b2, gate_name, act_name);
   c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = dense(x_in);
   const bool cl = channels_last(x);
@@ -783,7 +800,7 @@ at::Tensor se_forward_cuda(const at::Tensor& x_in, const at::Tensor& w1, const a
     using A = at::opmath_type<scalar_t>;
     const auto acc = c10::CppTypeToScalarType<A>::value;
     const FcTensors<A> wt = fc_tensors<A>(w1, b1, w2, b2);
-    const Fc<A> fc = wt.fc(hard);
+    const Fc<A> fc = wt.fc(mode);
     const scalar_t* xp = x.data_ptr<scalar_t>();
     scalar_t* yp = y.data_ptr<scalar_t>();
 
@@ -818,8 +835,9 @@ at::Tensor se_forward_cuda(const at::Tensor& x_in, const at::Tensor& w1, const a
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backward_cuda(
     const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
-    const at::Tensor& w2, const at::Tensor& b2, c10::string_view gate_name, std::array<bool, 5> output_mask) {
-  const bool hard = check_se_backward_args(grad_in, x_in, w1, b1, w2, b2, gate_name) == Gate::kHardSigmoid;
+    const at::Tensor& w2, const at::Tensor& b2, c10::string_view gate_name, std::array<bool, 5> output_mask,
+    c10::string_view act_name) {
+  const SeMode mode = check_se_backward_args(grad_in, x_in, w1, b1, w2, b2, gate_name, act_name);
   const bool need_dx = output_mask[0];
   if (!need_dx && !se_any_weight_grad(output_mask)) return {};
   c10::cuda::CUDAGuard guard(x_in.device());
@@ -840,7 +858,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> se_backwa
     using A = at::opmath_type<scalar_t>;
     const auto acc = c10::CppTypeToScalarType<A>::value;
     const FcTensors<A> wt = fc_tensors<A>(w1, b1, w2, b2);
-    const Fc<A> fc = wt.fc(hard);
+    const Fc<A> fc = wt.fc(mode);
     const scalar_t* xp = x.data_ptr<scalar_t>();
     const scalar_t* dyp = dy.data_ptr<scalar_t>();
     const auto opts = x.options().dtype(acc);

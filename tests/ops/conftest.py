@@ -256,14 +256,14 @@ def yolo_postprocess_bad_inputs():
 ALL_GRADS = [True] * 5
 
 
-def se_grads_by_autograd(grad_y, x, w1, b1, w2, b2, gate):
+def se_grads_by_autograd(grad_y, x, w1, b1, w2, b2, gate, act="relu"):
     """The oracle of the SE backward kernels: (dx, dw1, db1, dw2, db2), the gradients of the
-    pure-torch reference forward (zoo.ops.reference.squeeze_excite) by torch autograd, each in
-    its input's dtype."""
+    pure-torch reference forward (zoo.ops.reference.squeeze_excite, with ``act`` between the
+    FCs) by torch autograd, each in its input's dtype."""
     from zoo.ops import reference
 
     leaves = [t.detach().requires_grad_(True) for t in (x, w1, b1, w2, b2)]
-    y = reference.squeeze_excite(*leaves, gate)
+    y = reference.squeeze_excite(*leaves, gate, act)
     return torch.autograd.grad(y, leaves, grad_y.to(y.dtype))
 
 

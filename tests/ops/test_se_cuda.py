@@ -7,7 +7,8 @@ ZOO_REQUIRE_CUDA_OPS=1 (benchmarks/device_check.sh sets it), where they fail ins
 
 The shapes cover both forward paths of csrc/cuda/se.cu: the single-kernel path (one block
 per sample, C*H*W <= 16384 and the scratch fits in shared memory) and the pool / FC / scale
-path, with its NCHW small-plane, NCHW large-plane (split) and channels_last pools.
+path, with its NCHW small-plane, NCHW large-plane (split) and channels_last pools; with
+ReLU or SiLU between the FCs.
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 OPS = ("squeeze_excite", "squeeze_excite_backward")
 CUDA = torch.device("cuda")
 GATES = ("sigmoid", "hard_sigmoid")
+# (gate, act): both gates with ReLU, and SiLU with the sigmoid gate (EfficientNet's); the
+# act code is the same whichever the gate, so the full product is not run everywhere
+GATE_ACTS = (("sigmoid", "relu"), ("hard_sigmoid", "relu"), ("sigmoid", "silu"))
 HALVES = (torch.float16, torch.bfloat16)
 
 
@@ -114,6 +118,23 @@ MULTI_SHAPES = [
 ]
 
 
+# Every kernel path: shape x layout x dtype, with both gates and ReLU; SiLU (sigmoid gate) on
+# every shape and dtype in the two dense layouts (strided and misaligned x reach the same FC
+# code through other pool and scale paths, which do not depend on act).
+DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+LAYOUTS = ("nchw", "channels_last", "strided", "misaligned")
+
+
+def _path_cases():
+    shapes = FUSED_SHAPES + MULTI_SHAPES
+    cases = [(s, l, d, g, "relu") for g in GATES for d in DTYPES for l in LAYOUTS for s in shapes]
+    cases += [(s, l, d, "sigmoid", "silu") for d in DTYPES for l in LAYOUTS[:2] for s in shapes]
+    return [pytest.param(*c, id=f"{'x'.join(map(str, c[0]))}-{c[1]}-{str(c[2])[6:]}-{c[3]}-{c[4]}") for c in cases]
+
+
+PATH_CASES = _path_cases()
+
+
 # ------------------------------------------------------------------------ registration
 
 
@@ -123,38 +144,46 @@ def test_cuda_kernels_registered_and_used(monkeypatch):
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"zoo::{op}", "CUDA")
     assert _ext.has_kernel("squeeze_excite", CUDA)
 
+    def fallback(*args, **kwargs):
+        raise AssertionError("the pure-torch fallback ran")
+
+    x = make_x((2, 16, 4, 4), seed=71).requires_grad_()
+    wts = se_weights(16, 4, device=CUDA)
+    want = reference.squeeze_excite(x.detach(), *wts, "sigmoid", "silu")
+    monkeypatch.setattr(reference, "squeeze_excite", fallback)
+    for act in ("relu", "silu"):  # both acts run the CUDA kernels
+        y = ops.squeeze_excite(x, *wts, act=act)
+        y.sum().backward()
+    torch.testing.assert_close(y.detach(), want, **_tol(torch.float32))
+
 
 # ------------------------------------------------------------------------ forward
 
 
-@pytest.mark.parametrize("shape", FUSED_SHAPES + MULTI_SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided", "misaligned"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64],
-                         ids=lambda d: str(d)[6:])
-@pytest.mark.parametrize("gate", GATES)
-def test_forward_matches_reference(shape, layout, dtype, gate):
+@pytest.mark.parametrize("shape,layout,dtype,gate,act", PATH_CASES)
+def test_forward_matches_reference(shape, layout, dtype, gate, act):
     n, c, h, w, cr = shape
     x = make_x((n, c, h, w), dtype, layout, seed=n * c + h)
     wts = se_weights(c, cr, _acc(dtype), seed=c, gate=gate, device=CUDA)
-    y = torch.ops.zoo.squeeze_excite(x, *wts, gate)
-    want = reference.squeeze_excite(x, *wts, gate)
+    y = torch.ops.zoo.squeeze_excite(x, *wts, gate, act)
+    want = reference.squeeze_excite(x, *wts, gate, act)
     assert y.device == x.device and y.dtype == dtype and y.shape == x.shape
     assert y.stride() == _expected_strides(x)
     torch.testing.assert_close(y, want, **_tol(dtype))
 
 
-@pytest.mark.parametrize("gate", GATES)
-def test_forward_large_channels_use_global_scratch(gate):
+@pytest.mark.parametrize("gate,act", GATE_ACTS)
+def test_forward_large_channels_use_global_scratch(gate, act):
     # s and z do not fit in shared memory: C = 6500 in fp64 (52 KB), and C = 13000 in fp32;
     # H*W = 4 keeps the slabs above the single-kernel threshold.
     for dtype, c in ((torch.float64, 6500), (torch.float32, 13000)):
         x = make_x((2, c, 2, 2), dtype, seed=c)
         wts = se_weights(c, 8, dtype, seed=1, gate=gate, device=CUDA)
-        torch.testing.assert_close(torch.ops.zoo.squeeze_excite(x, *wts, gate),
-                                   reference.squeeze_excite(x, *wts, gate), **_tol(dtype))
+        torch.testing.assert_close(torch.ops.zoo.squeeze_excite(x, *wts, gate, act),
+                                   reference.squeeze_excite(x, *wts, gate, act), **_tol(dtype))
         xc = x.contiguous(memory_format=torch.channels_last)
-        torch.testing.assert_close(torch.ops.zoo.squeeze_excite(xc, *wts, gate),
-                                   reference.squeeze_excite(xc, *wts, gate), **_tol(dtype))
+        torch.testing.assert_close(torch.ops.zoo.squeeze_excite(xc, *wts, gate, act),
+                                   reference.squeeze_excite(xc, *wts, gate, act), **_tol(dtype))
 
 
 def test_forward_big_channels_last_half():
@@ -192,18 +221,14 @@ def test_weights_in_another_dtype(wdtype):
 # ------------------------------------------------------------------------ backward
 
 
-@pytest.mark.parametrize("shape", FUSED_SHAPES + MULTI_SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided", "misaligned"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64],
-                         ids=lambda d: str(d)[6:])
-@pytest.mark.parametrize("gate", GATES)
-def test_backward_matches_reference(shape, layout, dtype, gate):
+@pytest.mark.parametrize("shape,layout,dtype,gate,act", PATH_CASES)
+def test_backward_matches_reference(shape, layout, dtype, gate, act):
     n, c, h, w, cr = shape
     x = make_x((n, c, h, w), dtype, layout, seed=n + c + h)
     dy = make_x((n, c, h, w), dtype, "nchw", seed=n + c + h + 1)
     wts = se_weights(c, cr, _acc(dtype), seed=c + 1, gate=gate, device=CUDA)
-    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, gate, ALL_GRADS)
-    want = se_grads_by_autograd(dy, x, *wts, gate)
+    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, gate, ALL_GRADS, act)
+    want = se_grads_by_autograd(dy, x, *wts, gate, act)
     assert got[0].stride() == _expected_strides(x) and got[0].dtype == dtype
     for name, a, b in zip(("dx", "dw1", "db1", "dw2", "db2"), got, want):
         assert a.dtype == b.dtype and a.shape == b.shape, name
@@ -224,31 +249,34 @@ def test_backward_grad_in_other_layout_and_dtype():
         torch.testing.assert_close(a, b, **_btol(torch.float32))
 
 
-@pytest.mark.parametrize("gate", GATES)
-def test_backward_large_channels_use_global_scratch(gate):
+@pytest.mark.parametrize("gate,act", GATE_ACTS)
+def test_backward_large_channels_use_global_scratch(gate, act):
+    # SiLU keeps h in the dh row here (global memory, not shared)
     x = make_x((2, 6500, 2, 2), torch.float64, seed=11)
     dy = make_x((2, 6500, 2, 2), torch.float64, seed=12)
     wts = se_weights(6500, 8, torch.float64, seed=11, gate=gate, device=CUDA)
-    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, gate, ALL_GRADS)
-    want = se_grads_by_autograd(dy, x, *wts, gate)
+    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, gate, ALL_GRADS, act)
+    want = se_grads_by_autograd(dy, x, *wts, gate, act)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, **_btol(torch.float64))
 
 
-@pytest.mark.parametrize("mask", [[False, True, True, True, True], [True, False, False, False, False],
-                                  [False, False, False, True, False], [False] * 5])
+@pytest.mark.parametrize("mask,act", [([False, True, True, True, True], "relu"),
+                                      ([True, False, False, False, False], "relu"),
+                                      ([False, False, False, True, False], "relu"), ([False] * 5, "relu"),
+                                      ([True, True, False, False, True], "silu")])
 @pytest.mark.parametrize("shape", [(2, 37, 5, 5, 9), (2, 37, 31, 17, 9)], ids=lambda s: "x".join(map(str, s)))
-def test_backward_output_mask(mask, shape):
+def test_backward_output_mask(mask, act, shape):
     """Masked outputs are not computed (None; no dx pass without mask[0]); the others equal the
     full computation, bit for bit."""
     n, c, h, w, cr = shape
     x, dy = make_x((n, c, h, w), seed=60), make_x((n, c, h, w), seed=61)
     wts = se_weights(c, cr, seed=60, device=CUDA)
-    full = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, "sigmoid", ALL_GRADS)
-    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, "sigmoid", mask)
+    full = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, "sigmoid", ALL_GRADS, act)
+    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, "sigmoid", mask, act)
     for wanted, g, f in zip(mask, got, full):
         assert torch.equal(g, f) if wanted else g is None
-    torch.library.opcheck(torch.ops.zoo.squeeze_excite_backward.default, (dy, x, *wts, "sigmoid", mask))
+    torch.library.opcheck(torch.ops.zoo.squeeze_excite_backward.default, (dy, x, *wts, "sigmoid", mask, act))
 
 
 def test_autograd_asks_only_for_the_needed_gradients():
@@ -282,30 +310,32 @@ def test_hard_sigmoid_derivative_at_the_kinks():
     assert db2[0] == 0 and db2[1] == 0 and db2[2] != 0 and db2[3] != 0
 
 
-@pytest.mark.parametrize("gate", GATES)
+@pytest.mark.parametrize("gate,act", GATE_ACTS)
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
-def test_gradcheck_float64(gate, layout):
+def test_gradcheck_float64(gate, act, layout):
     x = make_x((2, 5, 3, 3), torch.float64, layout, seed=14).requires_grad_()
     wts = [t.requires_grad_() for t in se_weights(5, 2, torch.float64, seed=14, gate=gate, device=CUDA)]
-    assert torch.autograd.gradcheck(lambda *a: ops.squeeze_excite(*a, gate=gate), (x, *wts))
+    assert torch.autograd.gradcheck(lambda *a: ops.squeeze_excite(*a, gate=gate, act=act), (x, *wts))
 
 
-@pytest.mark.parametrize("gate", GATES)
-def test_gradcheck_float64_multi_kernel_path(gate):
+@pytest.mark.parametrize("gate,act", GATE_ACTS)
+def test_gradcheck_float64_multi_kernel_path(gate, act):
     # above the single-kernel threshold; fast mode keeps the numerical Jacobian cheap
     x = make_x((2, 20, 30, 30), torch.float64, "channels_last", seed=15).requires_grad_()
     wts = [t.requires_grad_() for t in se_weights(20, 5, torch.float64, seed=15, gate=gate, device=CUDA)]
-    assert torch.autograd.gradcheck(lambda *a: ops.squeeze_excite(*a, gate=gate), (x, *wts), fast_mode=True)
+    assert torch.autograd.gradcheck(lambda *a: ops.squeeze_excite(*a, gate=gate, act=act), (x, *wts),
+                                    fast_mode=True)
 
 
-def test_autograd_through_the_api_matches_reference_autograd():
+@pytest.mark.parametrize("act", ("relu", "silu"))
+def test_autograd_through_the_api_matches_reference_autograd(act):
     x = make_x((3, 37, 11, 13), torch.float32, "channels_last", seed=16)
     wts = se_weights(37, 9, seed=16, device=CUDA)
     leaves = [t.clone().requires_grad_() for t in (x, *wts)]
     ref_leaves = [t.clone().requires_grad_() for t in (x, *wts)]
     dy = make_x((3, 37, 11, 13), torch.float32, seed=17)
-    ops.squeeze_excite(*leaves, gate="sigmoid").backward(dy)
-    reference.squeeze_excite(*ref_leaves, gate="sigmoid").backward(dy)
+    ops.squeeze_excite(*leaves, gate="sigmoid", act=act).backward(dy)
+    reference.squeeze_excite(*ref_leaves, gate="sigmoid", act=act).backward(dy)
     for a, b in zip(leaves, ref_leaves):
         torch.testing.assert_close(a.grad, b.grad, **_btol(torch.float32))
 
@@ -317,19 +347,19 @@ def test_autograd_through_the_api_matches_reference_autograd():
                          ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=lambda d: str(d)[6:])
-@pytest.mark.parametrize("gate", GATES)
-def test_cuda_equals_cpu_kernel(shape, layout, dtype, gate):
+@pytest.mark.parametrize("gate,act", GATE_ACTS)
+def test_cuda_equals_cpu_kernel(shape, layout, dtype, gate, act):
     n, c, h, w, cr = shape
     x = make_x((n, c, h, w), dtype, layout, seed=18)
     dy = make_x((n, c, h, w), dtype, layout, seed=19)
     wts = se_weights(c, cr, _acc(dtype), seed=18, gate=gate, device=CUDA)
     xc, dyc, wc = x.cpu(), dy.cpu(), [t.cpu() for t in wts]
-    y = torch.ops.zoo.squeeze_excite(x, *wts, gate)
-    yc = torch.ops.zoo.squeeze_excite(xc, *wc, gate)
+    y = torch.ops.zoo.squeeze_excite(x, *wts, gate, act)
+    yc = torch.ops.zoo.squeeze_excite(xc, *wc, gate, act)
     assert y.stride() == yc.stride()
     torch.testing.assert_close(y.cpu(), yc, **_tol(dtype))
-    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, gate, ALL_GRADS)
-    want = torch.ops.zoo.squeeze_excite_backward(dyc, xc, *wc, gate, ALL_GRADS)
+    got = torch.ops.zoo.squeeze_excite_backward(dy, x, *wts, gate, ALL_GRADS, act)
+    want = torch.ops.zoo.squeeze_excite_backward(dyc, xc, *wc, gate, ALL_GRADS, act)
     for a, b in zip(got, want):
         assert a.stride() == b.stride() and a.dtype == b.dtype
         torch.testing.assert_close(a.cpu(), b, **_btol(a.dtype))
@@ -364,10 +394,28 @@ def test_opcheck(layout, shape):
     x = make_x((n, c, h, w), torch.float32, layout, seed=20)
     wts = se_weights(c, cr, seed=20, device=CUDA)
     dy = make_x((n, c, h, w), torch.float32, layout, seed=21)
-    for gate in GATES:
+    for gate, act in GATE_ACTS:
         leaves = [t.clone().requires_grad_() for t in (x, *wts)]
-        torch.library.opcheck(torch.ops.zoo.squeeze_excite.default, (*leaves, gate))
-        torch.library.opcheck(torch.ops.zoo.squeeze_excite_backward.default, (dy, x, *wts, gate, ALL_GRADS))
+        torch.library.opcheck(torch.ops.zoo.squeeze_excite.default, (*leaves, gate, act))
+        torch.library.opcheck(torch.ops.zoo.squeeze_excite_backward.default, (dy, x, *wts, gate, ALL_GRADS, act))
+
+
+@pytest.mark.parametrize("gate,act,msg", [
+    ("sigmoid", "gelu", "act: expected one of ('relu', 'silu'), got 'gelu'"),
+    ("tanh", "silu", "gate: expected one of ('sigmoid', 'hard_sigmoid'), got 'tanh'"),
+])
+def test_raw_cuda_ops_reject_a_bad_gate_or_act(gate, act, msg):
+    x = make_x((2, 16, 4, 4), seed=70)
+    wts = se_weights(16, 4, device=CUDA)
+    with pytest.raises(ValueError) as api:
+        ops.squeeze_excite(x, *wts, gate=gate, act=act)
+    assert str(api.value) == msg
+    with pytest.raises(ValueError) as raw:
+        torch.ops.zoo.squeeze_excite(x, *wts, gate, act)
+    assert str(raw.value) == msg
+    with pytest.raises(ValueError) as raw_backward:
+        torch.ops.zoo.squeeze_excite_backward(torch.ones_like(x), x, *wts, gate, ALL_GRADS, act)
+    assert str(raw_backward.value) == msg
 
 
 def test_non_default_stream():

@@ -1,6 +1,6 @@
 """Squeeze-and-Excitation (Hu et al., CVPR 2018).
 
-``y = x * gate(W2 · relu(W1 · mean_hw(x) + b1) + b2)``
+``y = x * gate(W2 · act(W1 · mean_hw(x) + b1) + b2)``, act ReLU or SiLU
 
 The two FC layers are kept as 1x1 convolutions named ``fc1`` / ``fc2`` so that
 timm's ``se.fc1`` / ``se.fc2`` parameters load as they are; the forward pass runs

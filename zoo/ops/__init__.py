@@ -380,7 +380,8 @@ def squeeze_excite(
         x: ``[N, C, H, W]`` (NCHW-contiguous, channels_last or strided), fp32/fp16/bf16/fp64.
         w1: ``[Cr, C]``, b1: ``[Cr]``: the squeeze FC. w2: ``[C, Cr]``, b2: ``[C]``: the excite FC.
         gate: ``"sigmoid"`` or ``"hard_sigmoid"`` (``relu6(u + 3) / 6``).
-        act: between the FCs, ``"relu"`` or ``"silu"`` (``h * sigmoid(h)``).
+        act: between the FCs, ``"relu"`` or ``"silu"`` (``h * sigmoid(h)``, EfficientNet's);
+            the kernels run both.
 
     Returns:
         ``y`` like ``x`` (channels_last stays channels_last). Differentiable in x and every
@@ -388,8 +389,8 @@ def squeeze_excite(
     """
     if not _se_args_ok(x, w1, b1, w2, b2, gate, act):
         _se_explain(x, w1, b1, w2, b2, gate, act)
-    if act == "relu" and _ext.has_kernel_for("squeeze_excite", x):  # (the kernels take act="silu" soon)
-        return torch.ops.zoo.squeeze_excite(x, w1, b1, w2, b2, gate)
+    if _ext.has_kernel_for("squeeze_excite", x):
+        return torch.ops.zoo.squeeze_excite(x, w1, b1, w2, b2, gate, act)
     return reference.squeeze_excite(x, w1, b1, w2, b2, gate, act)
 
 
@@ -531,15 +532,15 @@ def _register_python_kernels() -> None:
 
 
     @torch.library.register_fake("zoo::squeeze_excite")
-    def _squeeze_excite_fake(x, w1, b1, w2, b2, gate):
-        if not _se_args_ok(x, w1, b1, w2, b2, gate):
-            _se_explain(x, w1, b1, w2, b2, gate)
+    def _squeeze_excite_fake(x, w1, b1, w2, b2, gate, act="relu"):
+        if not _se_args_ok(x, w1, b1, w2, b2, gate, act):
+            _se_explain(x, w1, b1, w2, b2, gate, act)
         return _dense_like(x)
 
     @torch.library.register_fake("zoo::squeeze_excite_backward")
-    def _squeeze_excite_backward_fake(grad_y, x, w1, b1, w2, b2, gate, output_mask):
-        if not _se_args_ok(x, w1, b1, w2, b2, gate):
-            _se_explain(x, w1, b1, w2, b2, gate)
+    def _squeeze_excite_backward_fake(grad_y, x, w1, b1, w2, b2, gate, output_mask, act="relu"):
+        if not _se_args_ok(x, w1, b1, w2, b2, gate, act):
+            _se_explain(x, w1, b1, w2, b2, gate, act)
         _check_floating(grad_y, "grad_y")
         if grad_y.ndim != x.ndim or any(_definitely(a != b) for a, b in zip(grad_y.shape, x.shape)):
             raise ValueError(f"grad_y: expected x's shape {tuple(x.shape)}, got {tuple(grad_y.shape)}")
