@@ -140,6 +140,21 @@ def test_drop_path_rate_grows_linearly_over_blocks_as_timm():
     assert ours == pytest.approx(theirs)
 
 
+def test_zero_init_residual_makes_every_residual_block_the_identity():
+    net = zoo.create_net("efficientnet_b0", zero_init_residual=True).eval()
+    residual = [m for m in net.modules() if isinstance(m, MBConv) and m.has_skip]
+    assert len(residual) == 9  # B0: 16 blocks, 7 of them change width or stride
+    x = torch.randn(2, 40, 8, 8)
+    block = net.blocks[2][1]  # a 40 -> 40 stride-1 block
+    assert block in residual
+    with torch.no_grad():
+        assert torch.equal(block(x), x)
+    others = [m for m in net.modules() if isinstance(m, MBConv) and not m.has_skip]
+    assert all(bool((m.bn3.weight == 1).all()) for m in others)
+    default = zoo.create_net("efficientnet_b0")  # off by default, as in timm
+    assert all(bool((m.bn3.weight == 1).all()) for m in default.modules() if isinstance(m, MBConv))
+
+
 def test_multiscale_features_match_timm_features_only():
     torch.manual_seed(0)
     ref = randomize_bn(timm.create_model("efficientnet_b0", pretrained=False, features_only=True,

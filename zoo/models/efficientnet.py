@@ -83,6 +83,8 @@ class EfficientNet(ClassifierBackbone, nn.Module):
     (8), 3 = ``blocks.3..4`` (16), 4 = ``blocks.5..6`` (32) -- timm's feature_info.
 
     ``bn_eps``: every BatchNorm's eps (1e-5 as timm; torchvision's B5..B7 use 1e-3).
+    ``zero_init_residual``: zero the last BN's scale of every residual MBConv, so that each
+    starts as the identity (off by default, as in timm; it steadies short runs from scratch).
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class EfficientNet(ClassifierBackbone, nn.Module):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         bn_eps: float = 1e-5,
+        zero_init_residual: bool = False,
         features_only: bool = False,
         out_indices: Sequence[int] = (1, 2, 3, 4),
     ) -> None:
@@ -140,9 +143,9 @@ class EfficientNet(ClassifierBackbone, nn.Module):
             self.bn2 = nn.BatchNorm2d(head_chs, eps=bn_eps)
             self.act2 = nn.SiLU(inplace=True)
         self._build_head(head_chs, num_classes)
-        self._init_weights()
+        self._init_weights(zero_init_residual)
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, zero_init_residual: bool = False) -> None:
         for m in self.modules():
             if isinstance(m, nn.Conv2d):  # He init over fan-out, per group (timm's, for depthwise convs)
                 fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
@@ -156,6 +159,10 @@ class EfficientNet(ClassifierBackbone, nn.Module):
                 bound = 1.0 / math.sqrt(m.out_features)
                 nn.init.uniform_(m.weight, -bound, bound)
                 nn.init.zeros_(m.bias)
+        if zero_init_residual:  # every residual block starts as the identity
+            for m in self.modules():
+                if isinstance(m, MBConv) and m.has_skip:
+                    nn.init.zeros_(m.bn3.weight)
 
     def _stem_stage(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks[0](self.act1(self.bn1(self.conv_stem(x))))

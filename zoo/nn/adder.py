@@ -9,8 +9,6 @@ the patch size).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -62,8 +60,14 @@ class Adder2d(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Kaiming-uniform weights as ``nn.Conv2d`` draws them; a zero bias."""
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        """Standard normal weights (as the paper's code draws them); a zero bias.
+
+        An adder layer measures the L1 distance between each patch and each filter, so its
+        filters must live at the scale of its input -- BatchNorm output, about N(0, 1) -- for
+        the distance to depend on them. With ``nn.Conv2d``'s Kaiming-uniform draw (|w| <=
+        1/sqrt(fan_in), 0.04 for a 64-channel 3x3) every ``|x - w|`` is about ``|x|``, and an
+        adder_resnet20 trained 5 epochs on the digits stayed below 70% val accuracy."""
+        nn.init.normal_(self.weight, 0.0, 1.0)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
