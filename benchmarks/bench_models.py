@@ -33,7 +33,7 @@ from benchmarks.timing import keep_freed_memory, timed_pair  # noqa: E402
 MODELS = {
     "resnet50": ("torchvision", "resnet50"),
     "se_resnet50": ("timm", "seresnet50"),
-    "darknet53": ("timm", "darknet53"),
+    "darknet53": ("timm", "darknet53"),  # built with timm's LeakyReLU slope (below)
     "densenet121": ("torchvision", "densenet121"),
     "googlenet": ("torchvision", "googlenet"),
     "res2net50_26w_4s": ("timm", "res2net50_26w_4s"),
@@ -41,6 +41,8 @@ MODELS = {
     "ghostnet_100": ("timm", "ghostnet_100"),
     "efficientnet_b0": ("timm", "efficientnet_b0"),
 }
+# zoo build options that make the architecture the reference's
+NET_KWARGS = {"darknet53": {"negative_slope": 0.01}}
 
 
 def build_reference(lib: str, name: str) -> torch.nn.Module:
@@ -70,7 +72,7 @@ def pair(name: str, lib: str, ref_name: str) -> tuple[torch.nn.Module, torch.nn.
     """(zoo net, reference net) with the same weights, both in eval mode; and the layout converted."""
     ref = build_reference(lib, ref_name)
     randomize_bn(ref)
-    net = zoo.create_net(name)
+    net = zoo.create_net(name, **NET_KWARGS.get(name, {}))
     sd, layout = convert_state_dict(name, ref.state_dict(), net)
     net.load_state_dict(sd, strict=True)
     return net.eval(), ref.eval(), layout
