@@ -11,6 +11,7 @@ import torchvision
 import zoo
 from zoo.models.densenet import convert_from_torchvision
 from zoo.weights import convert_state_dict
+from tests.models.common import assert_features_match_timm, load_through_zoo, max_logit_diff
 from tests.util import n_params, randomize_bn
 
 # zoo name -> (torchvision name, parameter count at 1000 classes as torchvision publishes it, test side)
@@ -37,18 +38,10 @@ def test_weight_identity_with_torchvision(name, tmp_path):
     ref_name, count, side = REFERENCES[name]
     assert zoo.get_spec(name).reference == f"torchvision:{ref_name}"
     ref = randomize_bn(build_reference(ref_name)).eval()
-    path = tmp_path / f"{name}.pth"
-    torch.save(ref.state_dict(), path)
-
-    module = zoo.load(name, weights=str(path))
-    assert module.weights_layout == "torchvision"
-    net = module.net.eval()
+    net = load_through_zoo(name, ref, tmp_path / f"{name}.pth", "torchvision")
     assert n_params(net) == n_params(ref) == count
     x = torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        want, got = ref(x), net(x)
-    assert got.shape == (2, 1000)
-    assert (got - want).abs().max().item() <= 1e-5
+    assert max_logit_diff(net, ref, x) <= 1e-5
 
 
 def test_zoo_layout_and_legacy_torchvision_keys():
@@ -79,21 +72,16 @@ def test_multiscale_features_match_timm_features_only():
     net.load_state_dict(convert_from_torchvision(body), strict=True)
     assert net.fc is None and n_params(net) == n_params(ref)
     x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        got, want = net(x), ref(x)
-    assert len(got) == len(want) == 5
-    for g, w, info, ref_info in zip(got, want, net.feature_info, ref.feature_info.get_dicts()):
-        assert g.shape == w.shape
-        assert (g - w).abs().max().item() <= 1e-5
-        assert info["num_chs"] == ref_info["num_chs"] == g.shape[1]
-        assert info["reduction"] == ref_info["reduction"] == 64 // g.shape[-1]
+    assert_features_match_timm(net, ref, x)
+    assert len(net.feature_info) == 5
 
     # the classifier's forward_features is the last level; forward_head is timm's head on it
     clf = zoo.create_net("densenet121").eval()
     clf.load_state_dict(convert_from_torchvision(full.state_dict()))
     with torch.no_grad():
-        torch.testing.assert_close(clf.forward_features(x), got[-1])
-        torch.testing.assert_close(clf.forward_head(got[-1]), full(x))
+        last = net(x)[-1]
+        torch.testing.assert_close(clf.forward_features(x), last)
+        torch.testing.assert_close(clf.forward_head(last), full(x))
 
 
 def test_custom_classes_and_channels_match_torchvision():

@@ -9,6 +9,7 @@ import torchvision
 
 import zoo
 from zoo.nn import DepthwiseSeparable, DropPath, MBConv, SEBlock, drop_path
+from tests.models.common import assert_features_match_timm, load_through_zoo, max_logit_diff
 from tests.util import n_params, randomize_bn
 
 NAMES = [f"efficientnet_b{i}" for i in range(8)]
@@ -25,16 +26,10 @@ def _x(n: int = 2, size: int = 64) -> torch.Tensor:
 
 def _check_load(name: str, ref: torch.nn.Module, path, layout: str, **overrides) -> torch.Tensor:
     """Save ``ref``'s state dict, zoo.load it, check layout and size; return max |Δlogits|."""
-    torch.save(ref.state_dict(), path)
-    module = zoo.load(name, weights=str(path), **overrides)
-    assert module.weights_layout == layout
-    net = module.net.eval()
+    net = load_through_zoo(name, ref, path, layout, **overrides)
     assert n_params(net) == n_params(ref) == PARAMS[name]
     x = _x(size=64 if PARAMS[name] < 25_000_000 else 32)  # the biggest at 32 px (1x1 at stride 32) to keep it fast
-    with torch.no_grad():
-        got, want = net(x), ref(x)
-    assert got.shape == (2, 1000)
-    return (got - want).abs().max().item()
+    return max_logit_diff(net, ref, x)
 
 
 def test_every_efficientnet_has_a_reference_test():
@@ -163,14 +158,8 @@ def test_multiscale_features_match_timm_features_only():
     net.load_state_dict(zoo.get_spec("efficientnet_b0").converters["timm"](ref.state_dict()), strict=True)
     assert not hasattr(net, "conv_head") and net.fc is None
     x = _x()
-    with torch.no_grad():
-        got, want = net(x), ref(x)
-    assert len(got) == len(want) == 5
-    for g, w, info, ref_info in zip(got, want, net.feature_info, ref.feature_info.get_dicts()):
-        assert g.shape == w.shape
-        assert (g - w).abs().max().item() <= 1e-5
-        assert info["num_chs"] == ref_info["num_chs"] == g.shape[1]
-        assert info["reduction"] == ref_info["reduction"] == 64 // g.shape[-1]
+    assert_features_match_timm(net, ref, x)
+    assert len(net.feature_info) == 5
     sub = zoo.create_net("efficientnet_b0", features_only=True, out_indices=(3, 1))
     assert sub.out_indices == (1, 3) and [i["num_chs"] for i in sub.feature_info] == [24, 112]
 

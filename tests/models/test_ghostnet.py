@@ -7,6 +7,7 @@ import torch
 
 import zoo
 from zoo.nn import GhostBottleneck, SEBlock
+from tests.models.common import load_through_zoo, max_logit_diff
 from tests.util import n_params, randomize_bn
 
 # zoo name -> (timm name, parameter count at 1000 classes)
@@ -33,17 +34,10 @@ def test_weight_identity_with_timm(name, tmp_path):
     assert spec.reference == f"timm:{ref_name}"
     assert spec.defaults["drop_rate"] == 0.2  # timm's GhostNet default
     ref = timm_ref(ref_name)
-    path = tmp_path / f"{ref_name}.pth"
-    torch.save(ref.state_dict(), path)
-    module = zoo.load(name, weights=str(path))
-    assert module.weights_layout == "timm"
-    net = module.net.eval()
+    net = load_through_zoo(name, ref, tmp_path / f"{ref_name}.pth", "timm")
     assert n_params(net) == n_params(ref) == count
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        got, want = net(x), ref(x)
-    assert got.shape == (2, 1000)
-    assert (got - want).abs().max().item() <= 1e-5
+    assert max_logit_diff(net, ref, x) <= 1e-5
 
 
 def test_se_blocks_are_fused_with_timms_widths_and_gate():

@@ -11,6 +11,7 @@ import zoo
 from zoo.models import Res2Net
 from zoo.nn import Bottle2neck
 from zoo.weights import convert_state_dict
+from tests.models.common import assert_features_match_timm, load_through_zoo, max_logit_diff
 from tests.util import n_params, randomize_bn
 
 # zoo name -> (timm name, parameter count, test resolution)
@@ -35,17 +36,11 @@ def test_weight_identity_with_timm(name, tmp_path):
     ref_name, params, size = REFERENCES[name]
     assert zoo.get_spec(name).reference == f"timm:{ref_name}"
     ref = _timm(ref_name)
-    path = tmp_path / "ref.pth"
-    torch.save(ref.state_dict(), path)
-    module = zoo.load(name, weights=str(path)).eval()
-    assert module.weights_layout == "zoo"  # timm's keys are the zoo's: no converter registered
-    assert zoo.get_spec(name).converters == {}
-    assert n_params(module.net) == n_params(ref) == params
+    net = load_through_zoo(name, ref, tmp_path / "ref.pth", "zoo")  # timm's keys are the zoo's
+    assert zoo.get_spec(name).converters == {}  # no converter registered
+    assert n_params(net) == n_params(ref) == params
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        want, got = ref(x), module(x)
-    assert got.shape == (2, 1000)
-    assert (got - want).abs().max().item() <= 1e-5
+    assert max_logit_diff(net, ref, x) <= 1e-5
 
 
 @pytest.mark.parametrize("scale, stride, first", [(4, 1, False), (4, 2, True), (4, 1, True), (1, 2, True), (3, 1, False)])
@@ -80,14 +75,8 @@ def test_multiscale_features_match_timm_features_only():
     net = zoo.create_net("res2net50_26w_4s", features_only=True, out_indices=(0, 1, 2, 3, 4)).eval()
     net.load_state_dict(ref.state_dict(), strict=True)
     x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        got, want = net(x), ref(x)
-    assert len(got) == len(want) == 5
-    for g, w, info, ref_info in zip(got, want, net.feature_info, ref.feature_info.get_dicts()):
-        assert g.shape == w.shape
-        assert (g - w).abs().max().item() <= 1e-5
-        assert info["num_chs"] == ref_info["num_chs"] == g.shape[1]
-        assert info["reduction"] == ref_info["reduction"] == 64 // g.shape[-1]
+    assert_features_match_timm(net, ref, x)
+    assert len(net.feature_info) == 5
 
 
 def test_bad_input_is_a_clear_error(tmp_path):

@@ -8,6 +8,7 @@ import torchvision
 
 import zoo
 from zoo.weights import convert_state_dict
+from tests.models.common import assert_features_match_timm
 from tests.util import n_params, randomize_bn
 
 # zoo name -> (library, reference name)
@@ -81,14 +82,8 @@ def test_multiscale_features_match_timm_features_only(name):
     net = zoo.create_net(name, features_only=True, out_indices=(0, 1, 2, 3, 4)).eval()
     net.load_state_dict(ref.state_dict(), strict=True)
     x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        got, want = net(x), ref(x)
-    assert len(got) == len(want) == 5
-    for g, w, info, ref_info in zip(got, want, net.feature_info, ref.feature_info.get_dicts()):
-        assert g.shape == w.shape
-        assert (g - w).abs().max().item() <= 1e-5
-        assert info["num_chs"] == ref_info["num_chs"] == g.shape[1]
-        assert info["reduction"] == ref_info["reduction"] == 64 // g.shape[-1]
+    assert_features_match_timm(net, ref, x)
+    assert len(net.feature_info) == 5
 
 
 def test_features_only_subset_and_head_split():

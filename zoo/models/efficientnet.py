@@ -30,6 +30,7 @@ from torch import nn
 
 from ..nn import DepthwiseSeparable, MBConv, make_divisible
 from ..nn.backbone import ClassifierBackbone
+from ..nn.se import from_timm_keys
 from ..registry import register_model
 
 # B0, one row per stage: (expansion, depthwise kernel, stride of its first block, output width, repeats)
@@ -182,16 +183,10 @@ class EfficientNet(ClassifierBackbone, nn.Module):
 
 
 def convert_from_timm(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """timm's ``efficientnet_bX`` state dict in the zoo's names: ``.se.conv_reduce.`` ->
-    ``.se.fc1.``, ``.se.conv_expand.`` -> ``.se.fc2.``, ``classifier.`` -> ``fc.``; every other
-    key is the zoo's already."""
-    out = {}
-    for k, v in sd.items():
-        k = k.replace(".se.conv_reduce.", ".se.fc1.").replace(".se.conv_expand.", ".se.fc2.")
-        if k.startswith("classifier."):
-            k = "fc." + k[len("classifier."):]
-        out[k] = v
-    return out
+    """timm's ``efficientnet_bX`` state dict in the zoo's names: ``.se.conv_reduce.`` -> ``.se.fc1.``,
+    ``.se.conv_expand.`` -> ``.se.fc2.``, ``classifier.`` -> ``fc.`` (:func:`zoo.nn.se.from_timm_keys`);
+    every other key is the zoo's already."""
+    return from_timm_keys(sd)
 
 
 # torchvision's ``features.i.j.block.<b>.<c>`` -> the zoo's block child, per block type

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..nn import GhostBottleneck, make_divisible
 from ..nn.backbone import ClassifierBackbone
+from ..nn.se import from_timm_keys
 from ..registry import register_model
 
 # One row per bottleneck: (depthwise kernel, expansion width, output width, SE ratio, stride),
@@ -165,15 +166,9 @@ class GhostNet(ClassifierBackbone, nn.Module):
 
 def convert_from_timm(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """timm's GhostNet (v1) state dict in the zoo's names: ``.se.conv_reduce.`` -> ``.se.fc1.``,
-    ``.se.conv_expand.`` -> ``.se.fc2.``, ``classifier.`` -> ``fc.``; every other key is the
-    zoo's already."""
-    out = {}
-    for k, v in sd.items():
-        k = k.replace(".se.conv_reduce.", ".se.fc1.").replace(".se.conv_expand.", ".se.fc2.")
-        if k.startswith("classifier."):
-            k = "fc." + k[len("classifier."):]
-        out[k] = v
-    return out
+    ``.se.conv_expand.`` -> ``.se.fc2.``, ``classifier.`` -> ``fc.`` (:func:`zoo.nn.se.from_timm_keys`);
+    every other key is the zoo's already."""
+    return from_timm_keys(sd)
 
 
 _HAN = "Han et al., GhostNet: More Features from Cheap Operations, CVPR 2020"

@@ -9,6 +9,8 @@ fallback when the extension is not there).
 """
 from __future__ import annotations
 
+from typing import Mapping
+
 import torch
 from torch import nn
 
@@ -17,6 +19,20 @@ from ..ops.reference import SE_ACTS, SE_GATES
 
 GATES = SE_GATES
 ACTS = SE_ACTS
+
+
+def from_timm_keys(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A timm state dict with timm's ``SqueezeExcite`` names (``se.conv_reduce`` /
+    ``se.conv_expand``) and classifier name (``classifier``) in the zoo's names: ``se.fc1`` /
+    ``se.fc2`` (:class:`SEBlock`) and ``fc`` (:class:`zoo.nn.ClassifierBackbone`); every other
+    key unchanged. The GhostNet and EfficientNet converters from timm are this."""
+    out = {}
+    for k, v in sd.items():
+        k = k.replace(".se.conv_reduce.", ".se.fc1.").replace(".se.conv_expand.", ".se.fc2.")
+        if k.startswith("classifier."):
+            k = "fc." + k[len("classifier."):]
+        out[k] = v
+    return out
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
