@@ -17,7 +17,7 @@ from .registry import ModelSpec, create_net, get_spec, list_models, model_info, 
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("callbacks", "cli", "data", "losses", "models", "nn", "ops", "optim", "registry", "tasks", "weights")
+_SUBMODULES = ("callbacks", "cli", "data", "losses", "metrics", "models", "nn", "ops", "optim", "registry", "tasks", "weights")
 
 
 def load(name: str, weights: str | None = None, **overrides: Any):
