@@ -10,6 +10,7 @@ from .mbconv import DepthwiseSeparable, MBConv
 from .res2net import Bottle2neck
 from .se import SEBlock, make_divisible
 from .split_attn import SplitAttn
+from .srnet import SRNetType1, SRNetType2, SRNetType3, SRNetType4
 
 __all__ = [
     "Adder2d",
@@ -27,6 +28,10 @@ __all__ = [
     "MBConv",
     "SEBlock",
     "SplitAttn",
+    "SRNetType1",
+    "SRNetType2",
+    "SRNetType3",
+    "SRNetType4",
     "Transition",
     "check_image_batch",
     "check_in_chans",
