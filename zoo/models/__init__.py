@@ -2,6 +2,7 @@
 from . import (  # noqa: F401  (each registers its family)
     addernet, darknet, densenet, efficientnet, ghostnet, googlenet, res2net, resnest, resnet, yolov3,
 )
+from . import srnet  # noqa: F401  (registers srnet, srnet_rgb)
 from .addernet import AdderBasicBlock, AdderBottleneck, AdderResNet
 from .darknet import ConvBNAct, DarkResidual, DarkStage, Darknet53
 from .densenet import DenseNet
@@ -11,6 +12,7 @@ from .googlenet import GoogLeNet, GoogLeNetOutputs
 from .res2net import Res2Net
 from .resnest import ResNeSt, ResNestBottleneck
 from .resnet import BasicBlock, Bottleneck, ResNet
+from .srnet import SRNet, SRNetRGB
 from .yolov3 import YOLOBranch, YOLOv3, YOLOv3Tiny
 
 __all__ = [
@@ -32,6 +34,8 @@ __all__ = [
     "ResNestBottleneck",
     "ResNet",
     "Res2Net",
+    "SRNet",
+    "SRNetRGB",
     "YOLOBranch",
     "YOLOv3",
     "YOLOv3Tiny",
