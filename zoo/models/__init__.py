@@ -2,6 +2,7 @@
 from . import (  # noqa: F401  (each registers its family)
     addernet, darknet, densenet, efficientnet, ghostnet, googlenet, res2net, resnest, resnet, yolov3,
 )
+from . import xunet, yenet  # noqa: F401  (steganalysis)
 from .addernet import AdderBasicBlock, AdderBottleneck, AdderResNet
 from .darknet import ConvBNAct, DarkResidual, DarkStage, Darknet53
 from .densenet import DenseNet
