@@ -1,8 +1,8 @@
 """Architectures (plain nn.Module, no Lightning). Importing this registers every family."""
 from . import (  # noqa: F401  (each registers its family)
-    addernet, darknet, densenet, efficientnet, ghostnet, googlenet, res2net, resnest, resnet, yolov3,
+    addernet, darknet, densenet, efficientnet, ghostnet, googlenet, res2net, resnest, resnet, srnet, xunet,
+    yenet, yolov3,
 )
-from . import srnet  # noqa: F401  (registers srnet, srnet_rgb)
 from .addernet import AdderBasicBlock, AdderBottleneck, AdderResNet
 from .darknet import ConvBNAct, DarkResidual, DarkStage, Darknet53
 from .densenet import DenseNet
@@ -13,6 +13,8 @@ from .res2net import Res2Net
 from .resnest import ResNeSt, ResNestBottleneck
 from .resnet import BasicBlock, Bottleneck, ResNet
 from .srnet import SRNet, SRNetRGB
+from .xunet import XuNet
+from .yenet import YeNet
 from .yolov3 import YOLOBranch, YOLOv3, YOLOv3Tiny
 
 __all__ = [
@@ -36,6 +38,8 @@ __all__ = [
     "Res2Net",
     "SRNet",
     "SRNetRGB",
+    "XuNet",
+    "YeNet",
     "YOLOBranch",
     "YOLOv3",
     "YOLOv3Tiny",
