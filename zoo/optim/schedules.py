@@ -171,3 +171,34 @@ class WarmupCosineLR(LambdaLR):
     def factor(self) -> WarmupCosineDecay:
         """The multiplier ``f(step)``."""
         return self.lr_lambdas[0]
+
+
+class MultiStepDecay:
+    """``f(step) = gamma ** (number of milestones <= step)``: the lr is multiplied by ``gamma`` at
+    each milestone step (the shape of SRNet's recipe: 1e-3, then 1e-4 for the last fifth).
+    A picklable callable for ``LambdaLR`` (plain attributes, so a checkpoint holding it loads
+    with ``weights_only=True``).
+    """
+
+    def __init__(self, milestones: list[int], gamma: float = 0.1) -> None:
+        if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in milestones) \
+                or list(milestones) != sorted(milestones):
+            raise ValueError(f"milestones: expected increasing step numbers >= 1, got {milestones!r}")
+        if not (isinstance(gamma, (int, float)) and 0.0 < gamma <= 1.0):
+            raise ValueError(f"gamma: expected a decay factor in (0, 1], got {gamma!r}")
+        self.milestones = [int(m) for m in milestones]
+        self.gamma = float(gamma)
+
+    def __call__(self, step: int) -> float:
+        return self.gamma ** sum(1 for m in self.milestones if step >= m)
+
+    def __repr__(self) -> str:
+        return f"MultiStepDecay(milestones={self.milestones}, gamma={self.gamma})"
+
+
+class MultiStepDecayLR(LambdaLR):
+    """``LambdaLR(optimizer, MultiStepDecay(milestones, gamma))``; step it once per optimizer step."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, milestones: list[int], gamma: float = 0.1,
+                 last_epoch: int = -1) -> None:
+        super().__init__(optimizer, MultiStepDecay(milestones, gamma), last_epoch=last_epoch)
