@@ -15,6 +15,15 @@ from .detection import (
     train_transforms,
 )
 from .images import IMAGE_SUFFIXES, open_image, read_image
+from .steganalysis import (
+    StegoDataModule,
+    StegoPairs,
+    default_covers,
+    embed_covers,
+    embed_image,
+    pair_collate,
+    read_pixels,
+)
 from .synthetic_insects import synthetic_insects
 
 __all__ = [
@@ -34,6 +43,13 @@ __all__ = [
     "eval_transforms",
     "kmeans_anchors",
     "read_voc_xml",
+    "StegoDataModule",
+    "StegoPairs",
+    "default_covers",
+    "embed_covers",
+    "embed_image",
+    "pair_collate",
+    "read_pixels",
     "synthetic_insects",
     "to_original",
     "train_transforms",
