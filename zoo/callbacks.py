@@ -75,6 +75,13 @@ def draw_detections(image_path: str, boxes: torch.Tensor, names: list[str], scor
     img.save(out_png)
 
 
+def _predict_files(trainer: pl.Trainer, dataloader_idx: int) -> list[str] | None:
+    """The ``files`` list of the dataset being predicted (None when it has none)."""
+    loader = trainer.predict_dataloaders
+    dataset = getattr(loader[dataloader_idx] if isinstance(loader, (list, tuple)) else loader, "dataset", None)
+    return getattr(dataset, "files", None)
+
+
 class DetectionWriter(BasePredictionWriter):
     """Writes what a detector's ``predict`` finds: one PNG per image with its boxes drawn, and
     ``detections.json``.
@@ -152,9 +159,7 @@ class ClassificationWriter(BasePredictionWriter):
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         classes = list(getattr(pl_module, "classes", []) or [])
-        loader = trainer.predict_dataloaders
-        dataset = getattr(loader[dataloader_idx] if isinstance(loader, (list, tuple)) else loader, "dataset", None)
-        files = getattr(dataset, "files", None)
+        files = _predict_files(trainer, dataloader_idx)
         labels, probs = prediction["labels"].tolist(), prediction["probs"].tolist()
         indices = list(batch_indices) if batch_indices is not None else [None] * len(labels)
         self._k = max(self._k, max((len(r) for r in labels), default=0))
@@ -170,6 +175,45 @@ class ClassificationWriter(BasePredictionWriter):
         with open(path, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(header)
+            writer.writerows(self._rows)
+        print(f"zoo predict: {len(self._rows)} predictions -> {path}")
+
+
+class SteganalysisWriter(BasePredictionWriter):
+    """Writes a steganalyser's ``predict`` results to ``predictions.csv``: one row per image with
+    its index in the dataset, its file (when the dataset has ``files``), ``p_stego``
+    (``1 - P(cover)``), and the most probable class and its probability
+    (:meth:`zoo.tasks.Steganalyzer.predict_step`).
+
+    Args:
+        output_dir: where to write (default: ``<trainer.default_root_dir>/predict``).
+    """
+
+    def __init__(self, output_dir: str | None = None) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = output_dir
+        self._rows: list[list[Any]] = []
+
+    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._rows = []
+        _output_dir(trainer, self.output_dir, "predict").mkdir(parents=True, exist_ok=True)
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        classes = list(getattr(pl_module, "classes", []) or [])
+        files = _predict_files(trainer, dataloader_idx)
+        p_stego, labels = prediction["p_stego"].tolist(), prediction["labels"].tolist()
+        probs = prediction["probs"]
+        indices = list(batch_indices) if batch_indices is not None else [None] * len(labels)
+        for j, (idx, p, lab) in enumerate(zip(indices, p_stego, labels)):
+            name = classes[lab] if lab < len(classes) else lab
+            self._rows.append([idx, files[idx] if files is not None and idx is not None else "", round(p, 6), name,
+                               round(float(probs[j, lab]), 6)])
+
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        path = _output_dir(trainer, self.output_dir, "predict") / "predictions.csv"
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["index", "file", "p_stego", "class", "prob"])
             writer.writerows(self._rows)
         print(f"zoo predict: {len(self._rows)} predictions -> {path}")
 

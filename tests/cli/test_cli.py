@@ -20,9 +20,11 @@ from tests.util import count_macs_with_hooks, n_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECIPES = {"classification": os.path.join(ROOT, "configs", "data", "digits.yaml"),
-           "detection": os.path.join(ROOT, "configs", "data", "insects.yaml")}
+           "detection": os.path.join(ROOT, "configs", "data", "insects.yaml"),
+           "steganalysis": os.path.join(ROOT, "configs", "data", "stego.yaml")}
 MODEL_CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "classification", "*.yaml"))
-                       + glob.glob(os.path.join(ROOT, "configs", "detection", "*.yaml")))
+                       + glob.glob(os.path.join(ROOT, "configs", "detection", "*.yaml"))
+                       + glob.glob(os.path.join(ROOT, "configs", "steganalysis", "*.yaml")))
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +37,18 @@ def tiny_detection(tmp_path) -> list[str]:
     """Overrides that make the insects recipe a seconds-long run."""
     return ["--data.img_size=64", "--data.multiscale=null", "--trainer.precision=32",
             f"--data.data_dir={tmp_path / 'data'}", "--data.synthetic={n_train: 4, n_val: 2, size: 96, seed: 1}"]
+
+
+@pytest.fixture(scope="session")
+def stego_data_dir(tmp_path_factory):
+    """One data folder for the steganalysis runs: the default covers are written (and embedded)
+    once per session."""
+    return tmp_path_factory.mktemp("stego_data")
+
+
+def tiny_stego(data_dir) -> list[str]:
+    """Overrides that make the stego recipe a seconds-long run (one pair per batch)."""
+    return ["--data.batch_size=2", f"--data.data_dir={data_dir}", f"--data.cache_dir={data_dir / 'cache'}"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -57,13 +71,40 @@ def fast_fit(tmp_path, *args: str) -> ZooCLI:
 
 
 @pytest.mark.parametrize("config", MODEL_CONFIGS, ids=lambda p: os.path.relpath(p, os.path.join(ROOT, "configs")))
-def test_every_model_config_runs_with_its_task_recipe(config, tmp_path):
+def test_every_model_config_runs_with_its_task_recipe(config, tmp_path, stego_data_dir):
     task = os.path.basename(os.path.dirname(config))
-    extra = tiny_detection(tmp_path) if task == "detection" else []
+    extra = {"detection": tiny_detection(tmp_path), "steganalysis": tiny_stego(stego_data_dir)}.get(task, [])
     cli = fast_fit(tmp_path, "--config", RECIPES[task], "--config", config, *extra)
     with open(config) as f:
         arch = yaml.safe_load(f)["model"]["init_args"]["arch"]
     assert cli.model.hparams.arch == arch and zoo.get_spec(arch).task == task
+
+
+def test_stego_recipe_follows_the_model_channels_then_predicts_p_stego(tmp_path, stego_data_dir):
+    """srnet_rgb gets colour pairs (grey for srnet); fit -> predict writes p_stego per image."""
+    cli = fast_fit(tmp_path, "--config", RECIPES["steganalysis"], "--model.init_args.arch", "srnet_rgb",
+                   *tiny_stego(stego_data_dir))
+    assert cli.datamodule.channels == 3 and cli.model.classes == ["cover", "stego"]
+    x, y = next(iter(cli.datamodule.train_dataloader()))
+    assert x.shape == (2, 3, 256, 256) and y.tolist() == [0, 1]
+    assert 0 < (x[1] - x[0]).abs().max() <= 1
+    ckpt = tmp_path / "x.ckpt"
+    cli.trainer.save_checkpoint(ckpt)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for f in sorted(os.listdir(cli.datamodule.val_set.covers[0].rsplit("/", 1)[0]))[:3]:
+        if f.endswith(".png"):
+            os.symlink(os.path.join(cli.datamodule.val_set.covers[0].rsplit("/", 1)[0], f), pred / f)
+    ZooCLI(["predict", "--config", RECIPES["steganalysis"], "--model.init_args.arch", "srnet_rgb",
+            *tiny_stego(stego_data_dir), f"--data.predict_dir={pred}", "--data.crop_size=64",
+            f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false",
+            f"--ckpt_path={ckpt}"])
+    with open(tmp_path / "predict" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(os.listdir(pred)) and rows
+    assert all(0.0 <= float(r["p_stego"]) <= 1.0 and r["class"] in ("cover", "stego") for r in rows)
+    assert all(abs(float(r["prob"]) - (float(r["p_stego"]) if r["class"] == "stego" else 1 - float(r["p_stego"])))
+               < 1e-5 for r in rows)
 
 
 def _smallest_of_each_family(task: str) -> list[str]:

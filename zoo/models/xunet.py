@@ -63,6 +63,7 @@ class XuNet(nn.Module):
         self.in_chans = check_in_chans(in_chans)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes: expected a positive int, got {num_classes!r}")
+        self.num_classes = num_classes
         # The same KV filter on every input channel, summed: one residual map.
         self.hpf = HighPassFilter(kv_kernel().expand(1, in_chans, 5, 5))
         self.features = nn.Sequential(

@@ -47,6 +47,7 @@ class YeNet(nn.Module):
         self.in_chans = check_in_chans(in_chans)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes: expected a positive int, got {num_classes!r}")
+        self.num_classes = num_classes
         self.conv1 = nn.Conv2d(in_chans, 30, 5)
         with torch.no_grad():
             # Each SRM kernel on every input channel, divided among them.

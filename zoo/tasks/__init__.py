@@ -11,10 +11,12 @@ from ..weights import convert_state_dict, read_checkpoint
 from .classification import Classifier
 from .base import Task
 from .detection import Detector
+from .steganalysis import Steganalyzer, stego_probability
 
 TASK_CLASSES: dict[str, type[pl.LightningModule]] = {
     "classification": Classifier,
     "detection": Detector,
+    "steganalysis": Steganalyzer,
 }
 
 
@@ -52,4 +54,4 @@ def load(name: str, weights: str | None = None, **overrides: Any) -> pl.Lightnin
     return module
 
 
-__all__ = ["Classifier", "Detector", "TASK_CLASSES", "Task", "load"]
+__all__ = ["Classifier", "Detector", "Steganalyzer", "TASK_CLASSES", "Task", "load", "stego_probability"]

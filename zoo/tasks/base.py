@@ -15,7 +15,7 @@ class Task(pl.LightningModule):
     """Base of the zoo's LightningModules (``self.net`` is the wrapped ``nn.Module``).
 
     ``configure_optimizers`` builds the default optimizer from the hyper-parameters
-    ``optimizer`` (``"sgd"`` | ``"adamw"``), ``lr``, ``weight_decay`` and ``momentum``
+    ``optimizer`` (a name in :data:`zoo.optim.OPTIMIZERS`), ``lr``, ``weight_decay`` and ``momentum``
     (:func:`zoo.optim.make_optimizer`: no weight decay on biases and norms) and the task's
     schedule from :meth:`lr_scheduler`, stepped once per optimizer step. A config's
     ``optimizer:`` / ``lr_scheduler:`` keys replace both (LightningCLI).
@@ -80,6 +80,16 @@ class Task(pl.LightningModule):
         if sched is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _eval_step(self, batch, stage: str) -> torch.Tensor:
+        """The loss of one ``stage`` (``"val"`` / ``"test"``) batch, its metrics updated and logged."""
+        raise NotImplementedError(f"{type(self).__name__} does not evaluate")
+
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, "test")
 
     def prediction_writer(self) -> Callback | None:
         """The callback that writes what ``predict`` returns (``python -m zoo predict`` adds it

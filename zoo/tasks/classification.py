@@ -26,8 +26,8 @@ class Classifier(Task):
             is trained on ``CE(logits) + aux_weight * sum_i CE(aux_logits_i)``; ``train/loss``
             logs that total and ``train/loss_main`` the first term. Evaluation and prediction
             use the logits the net returns in eval mode.
-        optimizer ("sgd" | "adamw"), lr, weight_decay, momentum: the default optimizer
-            (:func:`zoo.optim.make_optimizer`: SGD with Nesterov momentum, or AdamW).
+        optimizer ("sgd" | "adamw" | "adamax" | "adadelta"), lr, weight_decay, momentum: the default optimizer
+            (:func:`zoo.optim.make_optimizer`: SGD with Nesterov momentum, AdamW, Adamax or Adadelta).
         warmup_epochs: the default schedule (:class:`zoo.optim.WarmupCosineLR`, stepped per
             optimizer step): a linear warmup over these epochs from ``lr / (warmup steps + 1)``,
             then a cosine down to 0 at the end of ``trainer.max_epochs``. A config's
@@ -107,12 +107,6 @@ class Classifier(Task):
             metric(logits, y)
             self.log(f"{stage}/acc{k}", metric, prog_bar=k == 1, batch_size=x.shape[0])
         return loss
-
-    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._eval_step(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._eval_step(batch, "test")
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         """``{"labels": [N, k] int64, "probs": [N, k]}``: the top-k classes by softmax probability."""
