@@ -3,7 +3,8 @@ and an exponential moving average of the weights.
 
 * :class:`DetectionWriter` -- ``predict`` of a detector: one PNG per image with its boxes
   drawn and labelled, plus ``detections.json``.
-* :class:`ClassificationWriter` -- ``predict`` of a classifier: ``predictions.csv``.
+* :class:`ClassificationWriter` -- ``predict`` of a classifier: ``predictions.csv`` (top-k classes).
+* :class:`SteganalysisWriter` -- ``predict`` of a steganalyser: ``predictions.csv`` (``p_stego``).
 * :class:`EpochSummary` -- prints one line per epoch (epoch means of the ``train/*`` values,
   the ``val/*`` values, seconds) and draws them per epoch into ``curves.png``.
 * :class:`EMA` -- an exponential moving average of the weights, which validation, test,
@@ -138,56 +139,10 @@ class DetectionWriter(BasePredictionWriter):
 # ----------------------------------------------------------------------------- classification
 
 
-class ClassificationWriter(BasePredictionWriter):
-    """Writes a classifier's ``predict`` results to ``predictions.csv``: one row per sample with
-    its index in the dataset, its file (when the dataset has ``files``), and the top-k class
-    names and probabilities of :meth:`zoo.tasks.Classifier.predict_step`.
-
-    Args:
-        output_dir: where to write (default: ``<trainer.default_root_dir>/predict``).
-    """
-
-    def __init__(self, output_dir: str | None = None) -> None:
-        super().__init__(write_interval="batch")
-        self.output_dir = output_dir
-        self._rows: list[list[Any]] = []
-        self._k = 0
-
-    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._rows, self._k = [], 0
-        _output_dir(trainer, self.output_dir, "predict").mkdir(parents=True, exist_ok=True)
-
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
-        classes = list(getattr(pl_module, "classes", []) or [])
-        files = _predict_files(trainer, dataloader_idx)
-        labels, probs = prediction["labels"].tolist(), prediction["probs"].tolist()
-        indices = list(batch_indices) if batch_indices is not None else [None] * len(labels)
-        self._k = max(self._k, max((len(r) for r in labels), default=0))
-        for idx, top, p in zip(indices, labels, probs):
-            row: list[Any] = [idx, files[idx] if files is not None and idx is not None else ""]
-            for lab, prob in zip(top, p):
-                row += [classes[lab] if lab < len(classes) else lab, round(float(prob), 6)]
-            self._rows.append(row)
-
-    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        path = _output_dir(trainer, self.output_dir, "predict") / "predictions.csv"
-        header = ["index", "file"] + [c for i in range(1, self._k + 1) for c in (f"class_{i}", f"prob_{i}")]
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows(self._rows)
-        print(f"zoo predict: {len(self._rows)} predictions -> {path}")
-
-
-class SteganalysisWriter(BasePredictionWriter):
-    """Writes a steganalyser's ``predict`` results to ``predictions.csv``: one row per image with
-    its index in the dataset, its file (when the dataset has ``files``), ``p_stego``
-    (``1 - P(cover)``), and the most probable class and its probability
-    (:meth:`zoo.tasks.Steganalyzer.predict_step`).
-
-    Args:
-        output_dir: where to write (default: ``<trainer.default_root_dir>/predict``).
-    """
+class _CSVWriter(BasePredictionWriter):
+    """Shared by the CSV prediction writers: one row per sample, starting with its index in the
+    dataset and its file (when the dataset has ``files``), into ``<output_dir>/predictions.csv``.
+    Subclasses give the rest of each row (:meth:`_cells`) and the header (:meth:`_header`)."""
 
     def __init__(self, output_dir: str | None = None) -> None:
         super().__init__(write_interval="batch")
@@ -198,24 +153,78 @@ class SteganalysisWriter(BasePredictionWriter):
         self._rows = []
         _output_dir(trainer, self.output_dir, "predict").mkdir(parents=True, exist_ok=True)
 
+    def _cells(self, prediction: dict[str, torch.Tensor], classes: list[str]) -> list[list[Any]]:
+        raise NotImplementedError
+
+    def _header(self) -> list[str]:
+        raise NotImplementedError
+
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         classes = list(getattr(pl_module, "classes", []) or [])
         files = _predict_files(trainer, dataloader_idx)
-        p_stego, labels = prediction["p_stego"].tolist(), prediction["labels"].tolist()
-        probs = prediction["probs"]
-        indices = list(batch_indices) if batch_indices is not None else [None] * len(labels)
-        for j, (idx, p, lab) in enumerate(zip(indices, p_stego, labels)):
-            name = classes[lab] if lab < len(classes) else lab
-            self._rows.append([idx, files[idx] if files is not None and idx is not None else "", round(p, 6), name,
-                               round(float(probs[j, lab]), 6)])
+        cells = self._cells(prediction, classes)
+        indices = list(batch_indices) if batch_indices is not None else [None] * len(cells)
+        for idx, rest in zip(indices, cells):
+            self._rows.append([idx, files[idx] if files is not None and idx is not None else ""] + rest)
 
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         path = _output_dir(trainer, self.output_dir, "predict") / "predictions.csv"
         with open(path, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["index", "file", "p_stego", "class", "prob"])
+            writer.writerow(["index", "file"] + self._header())
             writer.writerows(self._rows)
         print(f"zoo predict: {len(self._rows)} predictions -> {path}")
+
+
+def _class_name(classes: list[str], label: int) -> str | int:
+    return classes[label] if label < len(classes) else label
+
+
+class ClassificationWriter(_CSVWriter):
+    """Writes a classifier's ``predict`` results to ``predictions.csv``: one row per sample with
+    its index in the dataset, its file (when the dataset has ``files``), and the top-k class
+    names and probabilities of :meth:`zoo.tasks.Classifier.predict_step`
+    (columns ``class_1, prob_1, ..., class_k, prob_k``).
+
+    Args:
+        output_dir: where to write (default: ``<trainer.default_root_dir>/predict``).
+    """
+
+    def __init__(self, output_dir: str | None = None) -> None:
+        super().__init__(output_dir)
+        self._k = 0
+
+    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_predict_epoch_start(trainer, pl_module)
+        self._k = 0
+
+    def _cells(self, prediction, classes):
+        labels, probs = prediction["labels"].tolist(), prediction["probs"].tolist()
+        self._k = max(self._k, max((len(r) for r in labels), default=0))
+        return [[c for lab, p in zip(top, ps) for c in (_class_name(classes, lab), round(float(p), 6))]
+                for top, ps in zip(labels, probs)]
+
+    def _header(self):
+        return [c for i in range(1, self._k + 1) for c in (f"class_{i}", f"prob_{i}")]
+
+
+class SteganalysisWriter(_CSVWriter):
+    """Writes a steganalyser's ``predict`` results to ``predictions.csv``: one row per image with
+    its index in the dataset, its file (when the dataset has ``files``), ``p_stego``
+    (``1 - P(cover)``), and the most probable class and its probability
+    (:meth:`zoo.tasks.Steganalyzer.predict_step`).
+
+    Args:
+        output_dir: where to write (default: ``<trainer.default_root_dir>/predict``).
+    """
+
+    def _cells(self, prediction, classes):
+        probs = prediction["probs"]
+        return [[round(p, 6), _class_name(classes, lab), round(float(probs[j, lab]), 6)]
+                for j, (p, lab) in enumerate(zip(prediction["p_stego"].tolist(), prediction["labels"].tolist()))]
+
+    def _header(self):
+        return ["p_stego", "class", "prob"]
 
 
 # ----------------------------------------------------------------------------- progress
