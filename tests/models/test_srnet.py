@@ -136,3 +136,28 @@ def test_bad_input():
         zoo.create_net("srnet", drop_path_rate=0.1)
     with pytest.raises(ValueError, match="num_classes"):
         zoo.create_net("srnet_rgb", num_classes=0)
+
+
+@pytest.mark.parametrize("name", ["srnet", "srnet_rgb"])
+def test_initialisation_follows_the_authors_code(name):
+    """He-normal convs (std sqrt(2 / fan_in)), conv biases 0.2, classifier N(0, 0.01) with bias 0,
+    batch norms at 1 / 0. torch's default conv init has std sqrt(1 / (3 fan_in)), ~2.45x smaller,
+    so the std check tells the two apart."""
+    torch.manual_seed(0)
+    net = zoo.create_net(name, conv_bias=True)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    checked = 0
+    for conv in convs:
+        w = conv.weight.detach()
+        fan_in = w[0].numel()
+        if w.numel() < 20_000:  # too few samples for a tight std estimate
+            continue
+        assert w.std().item() == pytest.approx((2.0 / fan_in) ** 0.5, rel=0.05), conv
+        assert abs(w.mean().item()) < 0.05 * (2.0 / fan_in) ** 0.5
+        checked += 1
+    assert checked >= 8
+    assert all(torch.all(c.bias == 0.2) for c in convs)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(torch.all(b.weight == 1) and torch.all(b.bias == 0) for b in bns)
+    assert net.fc.weight.std().item() == pytest.approx(0.01, rel=0.15)
+    assert torch.all(net.fc.bias == 0)
