@@ -150,3 +150,39 @@ def test_cosine_bad_arguments(kwargs, msg):
 def test_bad_arguments(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         WarmupExponentialDecay(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"lr": -1e-3}, "lr: expected a learning rate >= 0"),
+    ({"lr": float("nan")}, "lr: expected"),
+    ({"weight_decay": -1e-4}, "weight_decay: expected a value >= 0"),
+    ({"momentum": 1.0}, "momentum: expected a value in \\[0, 1\\)"),
+    ({"momentum": -0.1}, "momentum: expected"),
+    ({"optimizer": "lbfgs"}, "optimizer: expected one of"),
+])
+@pytest.mark.parametrize("task,arch", [("Classifier", "resnet18"), ("Detector", "yolov3"),
+                                       ("Steganalyzer", "xunet")])
+def test_every_task_names_a_bad_optimizer_argument_when_built(task, arch, kwargs, msg):
+    # checked in __init__, before the net is built, not at the first training step
+    import zoo.tasks
+
+    with pytest.raises(ValueError, match=msg):
+        getattr(zoo.tasks, task)(arch, **kwargs)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.5, True, "0.1"])
+def test_decay_factor_checks_are_shared(gamma):
+    from zoo.optim import MultiStepDecay
+    from zoo.tasks import Detector, Steganalyzer
+
+    for build, name in ((lambda: WarmupExponentialDecay(2, gamma), "gamma"),
+                        (lambda: MultiStepDecay([3], gamma), "gamma"),
+                        (lambda: Detector("yolov3", lr_gamma=gamma), "lr_gamma"),
+                        (lambda: Steganalyzer("xunet", lr_gamma=gamma), "lr_gamma")):
+        with pytest.raises(ValueError, match=f"{name}: expected a decay factor in \\(0, 1\\]"):
+            build()
+
+
+def test_make_optimizer_checks_its_arguments():
+    with pytest.raises(ValueError, match="momentum"):
+        make_optimizer(torch.nn.Linear(2, 2), "sgd", lr=0.1, weight_decay=0.0, momentum=1.2)

@@ -1,6 +1,8 @@
 """Optimizers and learning-rate schedules written from first principles."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .schedules import (
@@ -10,6 +12,7 @@ from .schedules import (
     WarmupCosineLR,
     WarmupExponentialDecay,
     WarmupExponentialLR,
+    check_gamma,
     warmup_cosine,
     warmup_exponential,
 )
@@ -33,6 +36,24 @@ def check_optimizer(name: str) -> None:
         raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {name!r}")
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_optimizer_args(name: str, lr: float, weight_decay: float, momentum: float) -> None:
+    """The arguments of :func:`make_optimizer`, checked when a task is built (not at its first
+    step): ``ValueError`` naming the argument unless ``name`` is one of :data:`OPTIMIZERS`,
+    ``lr >= 0`` (0 freezes the weights, as in torch.optim), ``weight_decay >= 0`` and ``0 <= momentum < 1`` (SGD's momentum, the first
+    beta of AdamW and Adamax, Adadelta's rho)."""
+    check_optimizer(name)
+    if not (_is_number(lr) and lr >= 0):
+        raise ValueError(f"lr: expected a learning rate >= 0, got {lr!r}")
+    if not (_is_number(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"weight_decay: expected a value >= 0, got {weight_decay!r}")
+    if not (_is_number(momentum) and 0 <= momentum < 1):
+        raise ValueError(f"momentum: expected a value in [0, 1), got {momentum!r}")
+
+
 def _fused_ok(params: list[torch.Tensor]) -> bool:
     """Whether torch's fused (one kernel per step) optimizers take every parameter."""
     from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
@@ -53,7 +74,7 @@ def make_optimizer(module, name: str, lr: float, weight_decay: float, momentum: 
     update; on the CPU about 5x faster than the default for-each one on a 60M-parameter net);
     ``None`` uses it wherever every parameter's device has it.
     """
-    check_optimizer(name)
+    check_optimizer_args(name, lr, weight_decay, momentum)
     groups = weight_decay_groups(module, weight_decay)
     if fused is None:
         fused = _fused_ok([p for g in groups for p in g["params"]])
@@ -74,7 +95,9 @@ __all__ = [
     "WarmupCosineLR",
     "WarmupExponentialDecay",
     "WarmupExponentialLR",
+    "check_gamma",
     "check_optimizer",
+    "check_optimizer_args",
     "make_optimizer",
     "warmup_cosine",
     "warmup_exponential",

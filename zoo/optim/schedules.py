@@ -38,10 +38,15 @@ def _check_warmup(warmup_steps: int, start_factor: float) -> None:
     _check_factor(start_factor, "start_factor")
 
 
+def check_gamma(gamma: float, name: str = "gamma") -> None:
+    """``ValueError`` naming ``name`` unless ``gamma`` is a decay factor in (0, 1]."""
+    if isinstance(gamma, bool) or not (isinstance(gamma, (int, float)) and 0.0 < gamma <= 1.0):
+        raise ValueError(f"{name}: expected a decay factor in (0, 1], got {gamma!r}")
+
+
 def _check(warmup_steps: int, gamma: float, decay_steps: float, start_factor: float) -> None:
     _check_warmup(warmup_steps, start_factor)
-    if not (isinstance(gamma, (int, float)) and 0.0 < gamma <= 1.0):
-        raise ValueError(f"gamma: expected a decay factor in (0, 1], got {gamma!r}")
+    check_gamma(gamma)
     if not (isinstance(decay_steps, (int, float)) and decay_steps > 0 and math.isfinite(decay_steps)):
         raise ValueError(f"decay_steps: expected a positive number of steps, got {decay_steps!r}")
 
@@ -184,8 +189,7 @@ class MultiStepDecay:
         if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in milestones) \
                 or list(milestones) != sorted(milestones):
             raise ValueError(f"milestones: expected increasing step numbers >= 1, got {milestones!r}")
-        if not (isinstance(gamma, (int, float)) and 0.0 < gamma <= 1.0):
-            raise ValueError(f"gamma: expected a decay factor in (0, 1], got {gamma!r}")
+        check_gamma(gamma)
         self.milestones = [int(m) for m in milestones]
         self.gamma = float(gamma)
 

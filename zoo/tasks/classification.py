@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..callbacks import ClassificationWriter
-from ..optim import WarmupCosineLR, check_optimizer
+from ..optim import WarmupCosineLR, check_optimizer_args
 from .base import Task
 
 
@@ -56,7 +56,7 @@ class Classifier(Task):
     ) -> None:
         super().__init__()
         self.check_arch(arch, "classification")
-        check_optimizer(optimizer)
+        check_optimizer_args(optimizer, lr, weight_decay, momentum)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing: expected a value in [0, 1), got {label_smoothing}")
         if not aux_weight >= 0.0:

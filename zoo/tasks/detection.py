@@ -23,7 +23,7 @@ from .. import ops
 from ..callbacks import DetectionWriter
 from ..data.detection import to_original
 from ..losses import YOLOLoss
-from ..optim import WarmupExponentialLR, check_optimizer
+from ..optim import WarmupExponentialLR, check_gamma, check_optimizer_args
 from .base import Task
 
 
@@ -93,12 +93,17 @@ class Detector(Task):
     ) -> None:
         super().__init__()
         spec = self.check_arch(arch, "detection")
-        check_optimizer(optimizer)
+        check_optimizer_args(optimizer, lr, weight_decay, momentum)
         for name, value in (("conf_threshold", conf_threshold), ("iou_threshold", iou_threshold),
                             ("eval_conf_threshold", eval_conf_threshold),
                             ("eval_iou_threshold", eval_iou_threshold)):
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name}: expected a value in [0, 1], got {value}")
+        check_gamma(lr_gamma, "lr_gamma")
+        if lr_decay_steps is not None and not (isinstance(lr_decay_steps, (int, float)) and lr_decay_steps > 0):
+            raise ValueError(f"lr_decay_steps: expected a positive number of steps or None, got {lr_decay_steps!r}")
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+            raise ValueError(f"warmup_steps: expected an int >= 0, got {warmup_steps!r}")
         if img_size is None:
             img_size = int(spec.input_size[1])
         if not isinstance(img_size, int) or img_size <= 0 or img_size % 32:

@@ -9,7 +9,7 @@ from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy
 
 from ..callbacks import SteganalysisWriter
 from ..metrics import ProbabilityOfError, WeightedAUC
-from ..optim import MultiStepDecayLR, WarmupExponentialLR, check_optimizer
+from ..optim import MultiStepDecayLR, WarmupExponentialLR, check_gamma, check_optimizer_args
 from .base import Task
 
 
@@ -67,9 +67,7 @@ class Steganalyzer(Task):
     ) -> None:
         super().__init__()
         self.check_arch(arch, "steganalysis")
-        check_optimizer(optimizer)
-        if not lr > 0:
-            raise ValueError(f"lr: expected a value > 0, got {lr}")
+        check_optimizer_args(optimizer, lr, weight_decay, momentum)
         if lr_milestones is not None and lr_decay_steps is not None:
             raise ValueError("lr_milestones, lr_decay_steps: choose one schedule, not both")
         if lr_milestones is not None:
@@ -79,8 +77,7 @@ class Steganalyzer(Task):
                                  f"got {lr_milestones}")
         if lr_decay_steps is not None and (isinstance(lr_decay_steps, bool) or lr_decay_steps < 1):
             raise ValueError(f"lr_decay_steps: expected an int >= 1, got {lr_decay_steps}")
-        if not 0.0 < lr_gamma <= 1.0:
-            raise ValueError(f"lr_gamma: expected a factor in (0, 1], got {lr_gamma}")
+        check_gamma(lr_gamma, "lr_gamma")
         num_classes, classes = self.class_names(num_classes, classes)
         self.save_hyperparameters()
         self.build_net(arch, num_classes, classes, net_kwargs, in_chans=in_chans)
