@@ -59,7 +59,7 @@ def _info(name: str) -> int:
     except KeyError as err:
         print(f"zoo info: {err.args[0]}", file=sys.stderr)
         return 2
-    c, h, w = info["input_size"]
+    shape = "x".join(map(str, info["input_size"]))
     print(f"name:       {info['name']}")
     print(f"family:     {info['family']}")
     print(f"task:       {info['task']}")
@@ -68,9 +68,9 @@ def _info(name: str) -> int:
     print(f"verified:   {info['verified'] or '-'}")
     print(f"builder:    {info['builder']}")
     print(f"defaults:   {info['defaults']}")
-    print(f"input:      {c}x{h}x{w}, mean {info['mean']}, std {info['std']}")
+    print(f"input:      {shape}, mean {info['mean']}, std {info['std']}")
     print(f"params:     {info['params']:,}")
-    print(f"MACs:       {_fmt_macs(info['macs'])} at 1x{c}x{h}x{w} (multiply-accumulates of conv/linear layers)")
+    print(f"MACs:       {_fmt_macs(info['macs'])} at 1x{shape} (multiply-accumulates of conv/linear layers)")
     return 0
 
 

@@ -35,7 +35,7 @@ class ModelSpec:
 
     ``defaults`` are the keyword arguments the builder gets unless overridden
     (``num_classes``, ``in_chans``, anchors, ...). ``input_size`` is ``(C, H, W)``
-    of the default input; ``mean``/``std`` are the per-channel normalisation the
+    of the default input (``(T, C, H, W)`` for a ``video`` model: T frames per clip); ``mean``/``std`` are the per-channel normalisation the
     model expects. ``reference`` names the outside implementation the zoo's
     architecture is checked against, e.g. ``"timm:resnet50"``. ``converters`` maps
     a foreign state-dict layout (``"timm"``, ``"torchvision"``, ...) to the function
@@ -51,7 +51,7 @@ class ModelSpec:
     task: str
     builder: Callable[..., Any]
     defaults: dict[str, Any] = field(default_factory=dict)
-    input_size: tuple[int, int, int] = (3, 224, 224)
+    input_size: tuple[int, ...] = (3, 224, 224)
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     paper: str = ""
@@ -79,7 +79,7 @@ def register_model(
     *,
     family: str,
     task: str,
-    input_size: tuple[int, int, int] = (3, 224, 224),
+    input_size: tuple[int, ...] = (3, 224, 224),
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
     paper: str = "",
@@ -102,7 +102,7 @@ def register_model(
         key = name or builder.__name__
         if key in _REGISTRY:
             raise ValueError(f"name: model {key!r} is already registered by {_REGISTRY[key].builder.__module__}")
-        defaults.setdefault("in_chans", input_size[0])
+        defaults.setdefault("in_chans", input_size[-3])
         _REGISTRY[key] = ModelSpec(
             name=key,
             family=family,
@@ -198,8 +198,8 @@ def model_info(name: str, **overrides: Any) -> dict[str, Any]:
         net = create_net(name, **overrides)
     info = spec.as_dict()
     info["params"] = count_params(net)
-    in_chans = overrides.get("in_chans", spec.defaults.get("in_chans", spec.input_size[0]))
-    info["macs"] = count_macs(net, (in_chans, *spec.input_size[1:]))
+    in_chans = overrides.get("in_chans", spec.defaults.get("in_chans", spec.input_size[-3]))
+    info["macs"] = count_macs(net, (*spec.input_size[:-3], in_chans, *spec.input_size[-2:]))
     return info
 
 

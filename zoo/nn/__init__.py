@@ -1,6 +1,6 @@
 """Reusable layers (pure torch.nn)."""
 from .adder import Adder2d
-from .checks import check_image_batch, check_in_chans
+from .checks import check_clip_batch, check_image_batch, check_in_chans
 from .backbone import ClassifierBackbone
 from .dense import DenseBlock, DenseLayer, Transition
 from .drop_path import DropPath, drop_path
@@ -33,6 +33,7 @@ __all__ = [
     "SRNetType3",
     "SRNetType4",
     "Transition",
+    "check_clip_batch",
     "check_image_batch",
     "check_in_chans",
     "drop_path",

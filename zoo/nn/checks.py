@@ -24,3 +24,18 @@ def check_in_chans(in_chans: int) -> int:
     if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
         raise ValueError(f"in_chans: expected a positive int, got {in_chans!r}")
     return in_chans
+
+
+def check_clip_batch(x: torch.Tensor, in_chans: int, arg: str = "x") -> None:
+    """Raise ``ValueError`` unless ``x`` is a floating ``[B, T, in_chans, H, W]`` batch of clips."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{arg}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 5:
+        raise ValueError(f"{arg}: expected a 5-D [B, T, C, H, W] batch of clips, got shape {tuple(x.shape)}")
+    if x.shape[1] < 1:
+        raise ValueError(f"{arg}: expected at least one frame per clip, got shape {tuple(x.shape)}")
+    if x.shape[2] != in_chans:
+        raise ValueError(f"{arg}: the net takes {in_chans} channel(s) per frame but got {x.shape[2]} "
+                         f"(shape {tuple(x.shape)}, expected [B, T, C, H, W])")
+    if not x.is_floating_point():
+        raise ValueError(f"{arg}: expected a floating-point tensor, got {x.dtype}")
