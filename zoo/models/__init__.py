@@ -1,7 +1,7 @@
 """Architectures (plain nn.Module, no Lightning). Importing this registers every family."""
 from . import (  # noqa: F401  (each registers its family)
     addernet, darknet, densenet, efficientnet, ghostnet, googlenet, res2net, resnest, resnet, srnet, xunet,
-    yenet, yolov3,
+    video, yenet, yolov3,
 )
 from .addernet import AdderBasicBlock, AdderBottleneck, AdderResNet
 from .darknet import ConvBNAct, DarkResidual, DarkStage, Darknet53
@@ -13,6 +13,7 @@ from .res2net import Res2Net
 from .resnest import ResNeSt, ResNestBottleneck
 from .resnet import BasicBlock, Bottleneck, ResNet
 from .srnet import SRNet, SRNetRGB
+from .video import R3D18, BasicBlock3d, DeepfakeEffNet, DeepfakeEffNetLSTM
 from .xunet import XuNet
 from .yenet import YeNet
 from .yolov3 import YOLOBranch, YOLOv3, YOLOv3Tiny
@@ -22,11 +23,14 @@ __all__ = [
     "AdderBottleneck",
     "AdderResNet",
     "BasicBlock",
+    "BasicBlock3d",
     "Bottleneck",
     "ConvBNAct",
     "DarkResidual",
     "DarkStage",
     "Darknet53",
+    "DeepfakeEffNet",
+    "DeepfakeEffNetLSTM",
     "DenseNet",
     "EfficientNet",
     "GhostNet",
@@ -35,6 +39,7 @@ __all__ = [
     "ResNeSt",
     "ResNestBottleneck",
     "ResNet",
+    "R3D18",
     "Res2Net",
     "SRNet",
     "SRNetRGB",
