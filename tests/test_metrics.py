@@ -1,12 +1,12 @@
-"""Steganalysis metrics: P_E and ALASKA2's weighted AUC against hand-computed values, a dense
-numerical integration of the ROC curve, and brute force over thresholds."""
+"""Metrics: P_E and ALASKA2's weighted AUC against hand-computed values, a dense numerical
+integration of the ROC curve and brute force over thresholds; the DFDC log loss against scikit-learn."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from zoo.metrics import ProbabilityOfError, WeightedAUC, roc_points
+from zoo.metrics import BinaryLogLoss, ProbabilityOfError, WeightedAUC, roc_points
 
 
 def _metric(cls, preds, target, **kwargs) -> float:
@@ -90,3 +90,31 @@ def test_bad_input_is_a_clear_error():
         WeightedAUC(tpr_thresholds=(0.0, 0.5))
     with pytest.raises(ValueError, match="weights: expected 2 non-negative weights"):
         WeightedAUC(weights=(1.0,))
+
+
+def test_log_loss_matches_sklearn_over_batches():
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(0)
+    p, y = rng.uniform(0.01, 0.99, 50), rng.integers(0, 2, 50)
+    m = BinaryLogLoss()
+    for chunk in np.array_split(np.arange(50), 3):
+        m.update(torch.tensor(p[chunk]), torch.tensor(y[chunk]))
+    assert m.compute().item() == pytest.approx(log_loss(y, p), rel=1e-6)
+    logits = np.log(p / (1 - p))
+    m2 = BinaryLogLoss(from_logits=True)
+    m2.update(torch.tensor(logits), torch.tensor(y))
+    assert m2.compute().item() == pytest.approx(log_loss(y, p), rel=1e-6)
+
+
+def test_log_loss_clips_confident_mistakes():
+    m = BinaryLogLoss(eps=1e-15)
+    m.update(torch.tensor([0.0, 1.0, 0.5], dtype=torch.float64), torch.tensor([1, 1, 0]))
+    # -log(1e-15) for the wrong certain answer, -log(1 - 1e-15) ~ 0 for the right one, log 2
+    assert m.compute().item() == pytest.approx((-np.log(1e-15) + np.log(2)) / 3, rel=1e-6)
+    with pytest.raises(ValueError, match="preds: expected probabilities in \\[0, 1\\]"):
+        m.update(torch.tensor([1.5]), torch.tensor([1]))
+    with pytest.raises(ValueError, match="eps"):
+        BinaryLogLoss(eps=0.0)
+    with pytest.raises(ValueError, match="compute.. before any update"):
+        BinaryLogLoss().compute()

@@ -1,4 +1,4 @@
-"""torchmetrics ``Metric``s the ecosystem lacks: the steganalysis scores.
+"""torchmetrics ``Metric``s the ecosystem lacks: the steganalysis scores and the DFDC log loss.
 
 Both take ``preds`` (any real score, higher meaning "stego", e.g. P(stego)) and binary
 ``target`` (0 cover, 1 stego), accumulate over ``update`` calls (and over processes: the
@@ -14,6 +14,9 @@ points ``(FPR(t), TPR(t))`` for every distinct score ``t`` (predict stego when
   weighted sum of the areas divided by its value for a perfect detector
   (``2 * 0.4 + 1 * 0.6``), so it lies in ``[0, 1]``: 1 for a perfect detector, about 0.586
   for a random one.
+
+:class:`BinaryLogLoss` is the DeepFake Detection Challenge's metric: the mean binary
+cross-entropy of predicted probabilities, each clipped to ``[eps, 1 - eps]``.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ def _check_update(preds: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     if not bool(torch.isfinite(preds).all()):
         raise ValueError("preds: expected finite scores, got NaN or infinity")
     if target.is_complex() or not bool(((target == 0) | (target == 1)).all()):
-        raise ValueError("target: expected binary labels 0 (cover) and 1 (stego)")
+        raise ValueError("target: expected binary labels 0 (cover, real) and 1 (stego, fake)")
     return preds.detach().double(), target.long()
 
 
@@ -139,4 +142,40 @@ class WeightedAUC(_ROCMetric):
         return (total / norm).float()
 
 
-__all__ = ["ProbabilityOfError", "WeightedAUC", "roc_points"]
+class BinaryLogLoss(Metric):
+    """``-mean(y log p + (1 - y) log(1 - p))`` over every sample seen, with ``p`` clipped to
+    ``[eps, 1 - eps]`` (the DFDC metric; a confident wrong answer costs at most ``-log(eps)``).
+
+    ``update(preds, target)``: ``preds`` probabilities in [0, 1] (or logits with
+    ``from_logits=True``, whose sigmoid is then taken), ``target`` 0/1 labels of the same size.
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(self, eps: float = 1e-15, from_logits: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 < eps < 0.5:
+            raise ValueError(f"eps: expected a value in (0, 0.5), got {eps}")
+        self.eps, self.from_logits = float(eps), bool(from_logits)
+        self.add_state("total", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        preds, target = _check_update(preds, target)
+        p = preds.sigmoid() if self.from_logits else preds
+        if not self.from_logits and bool(((p < 0) | (p > 1)).any()):
+            raise ValueError("preds: expected probabilities in [0, 1] (pass from_logits=True for logits)")
+        p = p.clamp(self.eps, 1.0 - self.eps)
+        y = target.double()
+        self.total += -(y * p.log() + (1 - y) * (1 - p).log()).sum()
+        self.count += target.numel()
+
+    def compute(self) -> Tensor:
+        if int(self.count) == 0:
+            raise ValueError("BinaryLogLoss: compute() before any update()")
+        return (self.total / self.count).float()
+
+
+__all__ = ["BinaryLogLoss", "ProbabilityOfError", "WeightedAUC", "roc_points"]
