@@ -25,6 +25,21 @@ from .steganalysis import (
     read_pixels,
 )
 from .synthetic_insects import synthetic_insects
+from .video import (
+    VideoClips,
+    VideoDataModule,
+    VideoEntry,
+    VideoInfo,
+    drop_failed_collate,
+    face_box,
+    load_clip,
+    probe_video,
+    read_frames,
+    read_metadata,
+    sample_indices,
+    split_entries,
+    write_mp4,
+)
 
 __all__ = [
     "DigitsDataModule",
@@ -50,7 +65,31 @@ __all__ = [
     "embed_image",
     "pair_collate",
     "read_pixels",
+    "synthetic_deepfakes",
     "synthetic_insects",
     "to_original",
     "train_transforms",
+    "VideoClips",
+    "VideoDataModule",
+    "VideoEntry",
+    "VideoInfo",
+    "drop_failed_collate",
+    "face_box",
+    "load_clip",
+    "probe_video",
+    "read_frames",
+    "read_metadata",
+    "sample_indices",
+    "split_entries",
+    "write_mp4",
 ]
+
+
+def __getattr__(name: str):
+    # the video default draws with OpenCV (the `video` extra): imported on first use, so that
+    # `import zoo.data` works without it
+    if name == "synthetic_deepfakes":
+        from .synthetic_faces import synthetic_deepfakes
+
+        return synthetic_deepfakes
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
