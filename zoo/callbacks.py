@@ -5,6 +5,8 @@ and an exponential moving average of the weights.
   drawn and labelled, plus ``detections.json``.
 * :class:`ClassificationWriter` -- ``predict`` of a classifier: ``predictions.csv`` (top-k classes).
 * :class:`SteganalysisWriter` -- ``predict`` of a steganalyser: ``predictions.csv`` (``p_stego``).
+* :class:`VideoWriter` -- ``predict`` of a video classifier: ``submission.csv`` in the DFDC
+  format (``filename,label`` with label = P(fake)), plus ``frames.csv`` for frame-level nets.
 * :class:`EpochSummary` -- prints one line per epoch (epoch means of the ``train/*`` values,
   the ``val/*`` values, seconds) and draws them per epoch into ``curves.png``.
 * :class:`EMA` -- an exponential moving average of the weights, which validation, test,
@@ -225,6 +227,53 @@ class SteganalysisWriter(_CSVWriter):
 
     def _header(self):
         return ["p_stego", "class", "prob"]
+
+
+class VideoWriter(BasePredictionWriter):
+    """Writes a video classifier's ``predict`` results (:meth:`zoo.tasks.VideoClassifier.predict_step`)
+    in the DFDC submission format: ``submission.csv`` with the header ``filename,label`` and one
+    row per clip, ``label`` being P(fake) in [0, 1]. For a net with frame-level logits it also
+    writes ``frames.csv`` (``filename,frame,label``: ``frame`` is the position among the clip's
+    T sampled frames). ``filename`` is the clip's file name (its index when the dataset has no
+    ``files``).
+
+    Args:
+        output_dir: where to write (default: ``<trainer.default_root_dir>/predict``).
+    """
+
+    def __init__(self, output_dir: str | None = None) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = output_dir
+        self._clips: list[tuple[Any, float]] = []
+        self._frames: list[tuple[Any, int, float]] = []
+
+    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._clips, self._frames = [], []
+        _output_dir(trainer, self.output_dir, "predict").mkdir(parents=True, exist_ok=True)
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        files = _predict_files(trainer, dataloader_idx)
+        p = prediction["p_fake"].tolist()
+        indices = list(batch_indices) if batch_indices is not None else [None] * len(p)
+        names = [os.path.basename(files[i]) if files is not None and i is not None else i for i in indices]
+        self._clips.extend((name, round(float(q), 6)) for name, q in zip(names, p))
+        frames = prediction.get("frame_p_fake")
+        if frames is not None:
+            for name, row in zip(names, frames.tolist()):
+                self._frames.extend((name, t, round(float(q), 6)) for t, q in enumerate(row))
+
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        out = _output_dir(trainer, self.output_dir, "predict")
+        with open(out / "submission.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["filename", "label"])
+            writer.writerows(self._clips)
+        if self._frames:
+            with open(out / "frames.csv", "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["filename", "frame", "label"])
+                writer.writerows(self._frames)
+        print(f"zoo predict: {len(self._clips)} clips -> {out / 'submission.csv'}")
 
 
 # ----------------------------------------------------------------------------- progress

@@ -12,11 +12,13 @@ from .classification import Classifier
 from .base import Task
 from .detection import Detector
 from .steganalysis import Steganalyzer, stego_probability
+from .video import VideoClassifier
 
 TASK_CLASSES: dict[str, type[pl.LightningModule]] = {
     "classification": Classifier,
     "detection": Detector,
     "steganalysis": Steganalyzer,
+    "video": VideoClassifier,
 }
 
 
@@ -54,4 +56,5 @@ def load(name: str, weights: str | None = None, **overrides: Any) -> pl.Lightnin
     return module
 
 
-__all__ = ["Classifier", "Detector", "Steganalyzer", "TASK_CLASSES", "Task", "load", "stego_probability"]
+__all__ = ["Classifier", "Detector", "Steganalyzer", "TASK_CLASSES", "Task", "VideoClassifier", "load",
+           "stego_probability"]

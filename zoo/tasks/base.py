@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from ..optim import make_optimizer
+from ..optim import WarmupCosineLR, make_optimizer
 from ..registry import ModelSpec, create_net, get_spec
 
 
@@ -72,6 +72,16 @@ class Task(pl.LightningModule):
     def lr_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int | None):
         """The default schedule for ``optimizer`` over ``total_steps`` steps (None: a constant lr)."""
         return None
+
+    def warmup_cosine(self, optimizer: torch.optim.Optimizer, total_steps: int | None, warmup_epochs: int):
+        """:class:`zoo.optim.WarmupCosineLR` over the run: ``warmup_epochs`` of linear warmup from
+        ``lr / (warmup steps + 1)``, then a cosine to 0 at the end of ``trainer.max_epochs`` (None
+        when the run has no known length)."""
+        epochs = self._trainer.max_epochs if self._trainer is not None else None
+        if total_steps is None or not epochs or epochs <= 0:
+            return None
+        warmup = min(total_steps - 1, warmup_epochs * max(1, total_steps // epochs))
+        return WarmupCosineLR(optimizer, warmup_steps=warmup, total_steps=total_steps, start_factor=1 / (warmup + 1))
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..callbacks import ClassificationWriter
-from ..optim import WarmupCosineLR, check_optimizer_args
+from ..optim import check_optimizer_args
 from .base import Task
 
 
@@ -117,13 +117,8 @@ class Classifier(Task):
         return {"labels": top.indices, "probs": top.values}
 
     def lr_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int | None):
-        """:class:`zoo.optim.WarmupCosineLR` over the run: ``warmup_epochs`` of linear warmup from
-        ``lr / (warmup steps + 1)``, then a cosine to 0 (none when the run has no known length)."""
-        epochs = self._trainer.max_epochs if self._trainer is not None else None
-        if total_steps is None or not epochs or epochs <= 0:
-            return None
-        warmup = min(total_steps - 1, self.hparams.warmup_epochs * max(1, total_steps // epochs))
-        return WarmupCosineLR(optimizer, warmup_steps=warmup, total_steps=total_steps, start_factor=1 / (warmup + 1))
+        """:meth:`Task.warmup_cosine` with ``warmup_epochs``."""
+        return self.warmup_cosine(optimizer, total_steps, self.hparams.warmup_epochs)
 
     def prediction_writer(self) -> ClassificationWriter:
         return ClassificationWriter()
