@@ -21,10 +21,12 @@ from tests.util import count_macs_with_hooks, n_params
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECIPES = {"classification": os.path.join(ROOT, "configs", "data", "digits.yaml"),
            "detection": os.path.join(ROOT, "configs", "data", "insects.yaml"),
-           "steganalysis": os.path.join(ROOT, "configs", "data", "stego.yaml")}
+           "steganalysis": os.path.join(ROOT, "configs", "data", "stego.yaml"),
+           "video": os.path.join(ROOT, "configs", "data", "deepfake.yaml")}
 MODEL_CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "classification", "*.yaml"))
                        + glob.glob(os.path.join(ROOT, "configs", "detection", "*.yaml"))
-                       + glob.glob(os.path.join(ROOT, "configs", "steganalysis", "*.yaml")))
+                       + glob.glob(os.path.join(ROOT, "configs", "steganalysis", "*.yaml"))
+                + glob.glob(os.path.join(ROOT, "configs", "video", "*.yaml")))
 
 
 @pytest.fixture(autouse=True)
@@ -51,6 +53,22 @@ def tiny_stego(data_dir) -> list[str]:
     return ["--data.batch_size=2", f"--data.data_dir={data_dir}", f"--data.cache_dir={data_dir / 'cache'}"]
 
 
+@pytest.fixture(scope="session")
+def video_data_dir(tmp_path_factory):
+    """A tiny DFDC-layout folder (4 originals + their fakes, 8 frames of 64x64), written once."""
+    from zoo.data import synthetic_deepfakes
+
+    root = tmp_path_factory.mktemp("video_data")
+    synthetic_deepfakes(root / "clips", n_originals=4, frames=8, size=64, val_fraction=0.5)
+    return root
+
+
+def tiny_video(data_dir) -> list[str]:
+    """Overrides that make the deepfake recipe a seconds-long run."""
+    return [f"--data.root={data_dir / 'clips'}", "--data.frames=3", "--data.size=32", "--data.batch_size=2",
+            "--data.num_workers=0", f"--data.cache_dir={data_dir / 'cache'}"]
+
+
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "zoo", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
@@ -71,9 +89,10 @@ def fast_fit(tmp_path, *args: str) -> ZooCLI:
 
 
 @pytest.mark.parametrize("config", MODEL_CONFIGS, ids=lambda p: os.path.relpath(p, os.path.join(ROOT, "configs")))
-def test_every_model_config_runs_with_its_task_recipe(config, tmp_path, stego_data_dir):
+def test_every_model_config_runs_with_its_task_recipe(config, tmp_path, stego_data_dir, video_data_dir):
     task = os.path.basename(os.path.dirname(config))
-    extra = {"detection": tiny_detection(tmp_path), "steganalysis": tiny_stego(stego_data_dir)}.get(task, [])
+    extra = {"detection": tiny_detection(tmp_path), "steganalysis": tiny_stego(stego_data_dir),
+             "video": tiny_video(video_data_dir)}.get(task, [])
     cli = fast_fit(tmp_path, "--config", RECIPES[task], "--config", config, *extra)
     with open(config) as f:
         arch = yaml.safe_load(f)["model"]["init_args"]["arch"]
@@ -105,6 +124,38 @@ def test_stego_recipe_follows_the_model_channels_then_predicts_p_stego(tmp_path,
     assert all(0.0 <= float(r["p_stego"]) <= 1.0 and r["class"] in ("cover", "stego") for r in rows)
     assert all(abs(float(r["prob"]) - (float(r["p_stego"]) if r["class"] == "stego" else 1 - float(r["p_stego"])))
                < 1e-5 for r in rows)
+
+
+def test_deepfake_recipe_fits_then_writes_a_dfdc_submission(tmp_path, video_data_dir):
+    """fit -> predict on a folder of mp4s: submission.csv is ``filename,label`` with one row per clip
+    and label = P(fake); the frame-averaging net also writes its per-frame probabilities."""
+    cli = fast_fit(tmp_path, "--config", RECIPES["video"], "--model.init_args.arch", "deepfake_effnet",
+                   *tiny_video(video_data_dir))
+    assert cli.model.classes == ["REAL", "FAKE"]
+    x, y = next(iter(cli.datamodule.train_dataloader()))
+    assert x.shape == (2, 3, 3, 32, 32) and set(y.tolist()) <= {0.0, 1.0}
+    ckpt = tmp_path / "x.ckpt"
+    cli.trainer.save_checkpoint(ckpt)
+    clips = sorted(f for f in os.listdir(video_data_dir / "clips") if f.endswith(".mp4"))[:3]
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for f in clips:
+        os.symlink(video_data_dir / "clips" / f, pred / f)
+    ZooCLI(["predict", "--config", RECIPES["video"], "--model.init_args.arch", "deepfake_effnet",
+            *tiny_video(video_data_dir), f"--data.predict_dir={pred}", f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.enable_progress_bar=false", f"--ckpt_path={ckpt}"])
+    with open(tmp_path / "predict" / "submission.csv") as f:
+        header, *rows = list(csv.reader(f))
+    assert header == ["filename", "label"]
+    assert [r[0] for r in rows] == clips and all(0.0 <= float(r[1]) <= 1.0 for r in rows)
+    with open(tmp_path / "predict" / "frames.csv") as f:
+        frames = list(csv.DictReader(f))
+    assert len(frames) == 3 * len(clips)
+    # the clip's probability is the sigmoid of the mean frame logit
+    for name, p in rows:
+        logits = [torch.logit(torch.tensor(float(r["label"]), dtype=torch.float64)) for r in frames
+                  if r["filename"] == name]
+        assert float(p) == pytest.approx(torch.sigmoid(torch.stack(logits).mean()).item(), abs=1e-4)
 
 
 def _smallest_of_each_family(task: str) -> list[str]:
