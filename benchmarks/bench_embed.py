@@ -30,6 +30,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.timing import alternating_runs, median_range  # noqa: E402
 from zoo.data.steganalysis import default_covers, embed_covers  # noqa: E402
 
 
@@ -58,17 +59,14 @@ def main() -> None:
     embed = {"algorithm": args.algorithm, "payload": args.payload, "seed": 0}
     conseal_loop(covers[:1], tempfile.mkdtemp(), args.algorithm, args.payload)  # warm up (numba, imports)
     ratios, zoo_rates, loop_rates = [], [], []
-    for r in range(args.runs):
-        times = {}
-        for side in (("zoo", "loop") if r % 2 == 0 else ("loop", "zoo")):
-            out = tempfile.mkdtemp(prefix=f"bench_embed_{side}_")
-            t = time.perf_counter()
-            if side == "zoo":
-                embed_covers(covers, out, embed, workers=workers, progress=False)
-            else:
-                conseal_loop(covers, out, args.algorithm, args.payload)
-            times[side] = time.perf_counter() - t
-            shutil.rmtree(out)
+    outs: dict[str, str] = {}
+    sides = {"zoo": lambda: embed_covers(covers, outs["zoo"], embed, workers=workers, progress=False),
+             "loop": lambda: conseal_loop(covers, outs["loop"], args.algorithm, args.payload)}
+
+    def fresh_folder(side: str) -> None:  # untimed: an empty output folder per side and run
+        outs[side] = tempfile.mkdtemp(prefix=f"bench_embed_{side}_")
+
+    for r, times in alternating_runs(sides, args.runs, before=fresh_folder, after=lambda side: shutil.rmtree(outs[side])):
         zoo_rates.append(len(covers) / times["zoo"])
         loop_rates.append(len(covers) / times["loop"])
         ratios.append(times["loop"] / times["zoo"])
@@ -77,7 +75,7 @@ def main() -> None:
     med = statistics.median
     print(f"{args.algorithm} {args.payload} bpp, {len(covers)} images 256x256, {workers} worker(s): "
           f"zoo {med(zoo_rates):.2f} img/s, loop {med(loop_rates):.2f} img/s; "
-          f"throughput zoo/loop median {med(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f})")
+          f"throughput zoo/loop {median_range(ratios)}")
 
 
 if __name__ == "__main__":

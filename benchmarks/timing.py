@@ -36,6 +36,30 @@ def timed_pair(fn_a, fn_b, device: torch.device, repeats: int) -> tuple[float, f
     return statistics.median(ta), statistics.median(tb)
 
 
+def alternating_runs(sides: dict[str, Callable[[], object]], runs: int,
+                     before: Callable[[str], None] | None = None, after: Callable[[str], None] | None = None):
+    """Yield ``(run index, {side: wall seconds})`` for ``runs`` runs; each run times every side once,
+    in the given order on even runs and reversed on odd ones, so that the sides share the machine's
+    noise. ``before(side)`` / ``after(side)`` run untimed around each side (e.g. a scratch folder)."""
+    names = list(sides)
+    for r in range(runs):
+        times = {}
+        for name in (names if r % 2 == 0 else names[::-1]):
+            if before is not None:
+                before(name)
+            t = time.perf_counter()
+            sides[name]()
+            times[name] = time.perf_counter() - t
+            if after is not None:
+                after(name)
+        yield r, times
+
+
+def median_range(values: list[float], unit: str = "x") -> str:
+    """``"median 1.53x (range 1.05-2.53)"``."""
+    return f"median {statistics.median(values):.2f}{unit} (range {min(values):.2f}-{max(values):.2f})"
+
+
 def keep_freed_memory() -> bool:
     """Tell glibc's malloc to keep freed memory for reuse (no trimming, no per-block mmap).
 
