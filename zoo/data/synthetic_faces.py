@@ -51,8 +51,8 @@ label); ``metadata.json`` maps each name to ``{"label": "REAL"|"FAKE", "split": 
 always in the same split. The dataset is generated on first use: ``synthetic_deepfakes.json``
 (the arguments and :data:`GENERATOR_VERSION`) is written first and ``metadata.json``
 atomically last, so an interrupted run leaves no folder that looks complete. Rendering uses
-OpenCV's anti-aliased drawing with sub-pixel positions, so the default 600 clips of 48 frames
-at 128 px take about a minute on 2 cores (half of it H.264 encoding), 23 MB on disk.
+OpenCV's anti-aliased drawing with sub-pixel positions, so the default 1,200 clips of 48 frames
+at 128 px take about 90 s on 2 cores (half of it H.264 encoding), 49 MB on disk.
 """
 from __future__ import annotations
 
