@@ -376,3 +376,54 @@ def test_docs_models_table_is_current():
     r = _run("list", "--markdown")
     assert r.returncode == 0
     assert r.stdout.strip() in doc, "docs/MODELS.md is stale: run `make docs`"
+
+
+def _checkpoint_recipes() -> list[str]:
+    out = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "configs", "data", "*.yaml"))):
+        with open(path) as f:
+            callbacks = (yaml.safe_load(f).get("trainer") or {}).get("callbacks") or []
+        if any(c["class_path"].endswith("ModelCheckpoint") for c in callbacks):
+            out.append(path)
+    return out
+
+
+@pytest.mark.parametrize("recipe", _checkpoint_recipes(), ids=os.path.basename)
+def test_recipes_keep_the_best_and_the_final_checkpoint(recipe, tmp_path):
+    """best.ckpt holds the best epoch by the monitored metric and last.ckpt the final one, also when
+    the metric only gets worse after the first epoch (the recipes' own ModelCheckpoint objects, built
+    from their YAML, on a stand-in module)."""
+    import pytorch_lightning as pl
+    from jsonargparse import ArgumentParser
+    from torch.utils.data import DataLoader, TensorDataset
+
+    with open(recipe) as f:
+        specs = yaml.safe_load(f)["trainer"]["callbacks"]
+    parser = ArgumentParser()
+    parser.add_argument("--cb", type=list[pl.Callback])
+    callbacks = parser.instantiate_classes(parser.parse_object({"cb": specs})).cb
+    monitored = [c for c in callbacks if getattr(c, "monitor", None)]
+    assert len(monitored) == 1
+    name, sign = monitored[0].monitor, 1.0 if monitored[0].mode == "min" else -1.0
+
+    class Worsening(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, i):
+            return self.w(batch[0]).sum()
+
+        def validation_step(self, batch, i):
+            self.log(name, sign * float(self.current_epoch))  # best at the first epoch
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=2)
+    trainer = pl.Trainer(max_epochs=3, callbacks=callbacks, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path, accelerator="cpu")
+    trainer.fit(Worsening(), data, data)
+    steps = {f: torch.load(tmp_path / "checkpoints" / f, weights_only=False)["global_step"]
+             for f in os.listdir(tmp_path / "checkpoints")}
+    assert steps == {"best.ckpt": 2, "last.ckpt": 6}
