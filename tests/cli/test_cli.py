@@ -424,6 +424,6 @@ def test_recipes_keep_the_best_and_the_final_checkpoint(recipe, tmp_path):
     trainer = pl.Trainer(max_epochs=3, callbacks=callbacks, logger=False, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=tmp_path, accelerator="cpu")
     trainer.fit(Worsening(), data, data)
-    steps = {f: torch.load(tmp_path / "checkpoints" / f, weights_only=False)["global_step"]
+    steps = {f: torch.load(tmp_path / "checkpoints" / f, weights_only=True)["global_step"]
              for f in os.listdir(tmp_path / "checkpoints")}
     assert steps == {"best.ckpt": 2, "last.ckpt": 6}
