@@ -78,6 +78,14 @@ def draw_detections(image_path: str, boxes: torch.Tensor, names: list[str], scor
     img.save(out_png)
 
 
+def _write_csv(path: Path, header: list[str], rows) -> None:
+    """``path`` as a CSV file: ``header``, then ``rows``."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
 def _predict_files(trainer: pl.Trainer, dataloader_idx: int) -> list[str] | None:
     """The ``files`` list of the dataset being predicted (None when it has none)."""
     loader = trainer.predict_dataloaders
@@ -171,10 +179,7 @@ class _CSVWriter(BasePredictionWriter):
 
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         path = _output_dir(trainer, self.output_dir, "predict") / "predictions.csv"
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["index", "file"] + self._header())
-            writer.writerows(self._rows)
+        _write_csv(path, ["index", "file"] + self._header(), self._rows)
         print(f"zoo predict: {len(self._rows)} predictions -> {path}")
 
 
@@ -264,15 +269,9 @@ class VideoWriter(BasePredictionWriter):
 
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         out = _output_dir(trainer, self.output_dir, "predict")
-        with open(out / "submission.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["filename", "label"])
-            writer.writerows(self._clips)
+        _write_csv(out / "submission.csv", ["filename", "label"], self._clips)
         if self._frames:
-            with open(out / "frames.csv", "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["filename", "frame", "label"])
-                writer.writerows(self._frames)
+            _write_csv(out / "frames.csv", ["filename", "frame", "label"], self._frames)
         print(f"zoo predict: {len(self._clips)} clips -> {out / 'submission.csv'}")
 
 
