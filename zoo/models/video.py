@@ -38,10 +38,11 @@ _DFDC = "Dolhansky et al., The DeepFake Detection Challenge (DFDC) Dataset, arXi
 _TRAN = "Tran et al., A Closer Look at Spatiotemporal Convolutions for Action Recognition, CVPR 2018"
 
 
-def _check_num_classes(num_classes: int) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes: expected an int >= 1 (1: one logit per clip), got {num_classes!r}")
-    return num_classes
+def _positive_int(value: int, name: str, hint: str = "") -> int:
+    """``value``; ``ValueError`` naming ``name`` unless it is an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected an int >= 1{hint}, got {value!r}")
+    return value
 
 
 def _check_drop_rate(drop_rate: float) -> float:
@@ -83,11 +84,10 @@ class DeepfakeEffNetLSTM(nn.Module):
                  bidirectional: bool = False, drop_rate: float = 0.2, backbone: str = "efficientnet_b0",
                  backbone_kwargs: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self.num_classes = _check_num_classes(num_classes)
+        self.num_classes = _positive_int(num_classes, "num_classes", " (1: one logit per clip)")
         self.in_chans = check_in_chans(in_chans)
-        for name, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+        _positive_int(hidden_size, "hidden_size")
+        _positive_int(num_layers, "num_layers")
         self.drop_rate = _check_drop_rate(drop_rate)
         self.backbone = _frame_backbone(backbone, 0, in_chans, {"drop_rate": 0.0, **(backbone_kwargs or {})})
         self.frame_features = int(self.backbone.num_features)
@@ -131,7 +131,7 @@ class DeepfakeEffNet(nn.Module):
     def __init__(self, num_classes: int = 1, in_chans: int = 3, drop_rate: float = 0.2,
                  backbone: str = "efficientnet_b0", backbone_kwargs: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self.num_classes = _check_num_classes(num_classes)
+        self.num_classes = _positive_int(num_classes, "num_classes", " (1: one logit per clip)")
         self.in_chans = check_in_chans(in_chans)
         self.drop_rate = _check_drop_rate(drop_rate)
         self.backbone = _frame_backbone(backbone, num_classes, in_chans,
@@ -184,7 +184,7 @@ class R3D18(nn.Module):
 
     def __init__(self, num_classes: int = 1, in_chans: int = 3, drop_rate: float = 0.0) -> None:
         super().__init__()
-        self.num_classes = _check_num_classes(num_classes)
+        self.num_classes = _positive_int(num_classes, "num_classes", " (1: one logit per clip)")
         self.in_chans = check_in_chans(in_chans)
         self.drop_rate = _check_drop_rate(drop_rate)
         self.conv1 = nn.Conv3d(in_chans, 64, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False)
