@@ -57,6 +57,15 @@ class ZooCLI(LightningCLI):
         for name, help_text in EXTRA_COMMANDS.items():
             subcommands.add_subcommand(name, LightningArgumentParser(description=help_text), help=help_text)
 
+    @staticmethod
+    def configure_optimizers(lightning_module: pl.LightningModule, optimizer: Any, lr_scheduler: Any = None) -> Any:
+        """Lightning's wiring of a config's ``optimizer:`` / ``lr_scheduler:``, except that the zoo's
+        schedules (``zoo.optim.ScheduleLR`` and its subclasses, whose steps are optimizer steps) are
+        stepped once per optimizer step instead of once per epoch."""
+        if getattr(lr_scheduler, "STEP_INTERVAL", False):
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step"}}
+        return LightningCLI.configure_optimizers(lightning_module, optimizer, lr_scheduler)
+
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         if self.subcommand == "fit" and not any(isinstance(c, EpochSummary) for c in trainer.callbacks):

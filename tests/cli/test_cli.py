@@ -427,3 +427,21 @@ def test_recipes_keep_the_best_and_the_final_checkpoint(recipe, tmp_path):
     steps = {f: torch.load(tmp_path / "checkpoints" / f, weights_only=True)["global_step"]
              for f in os.listdir(tmp_path / "checkpoints")}
     assert steps == {"best.ckpt": 2, "last.ckpt": 6}
+
+
+def test_a_zoo_schedule_from_config_steps_once_per_optimizer_step(tmp_path):
+    """``lr_scheduler: zoo.optim.ScheduleLR`` is stepped per optimizer step (Lightning's CLI
+    would step a scheduler once per epoch): after 6 steps of a 10-step warmup from 0.1 the lr
+    is 0.1 * (0.1 + 0.9 * 6 / 10)."""
+    cli = ZooCLI(["fit", "--config", RECIPES["classification"], "--trainer.max_steps=6",
+                  "--trainer.limit_val_batches=0", "--trainer.enable_checkpointing=false",
+                  "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+                  "--trainer.enable_model_summary=false", f"--trainer.default_root_dir={tmp_path}",
+                  "--data.batch_size=8", "--optimizer=torch.optim.SGD", "--optimizer.lr=0.1",
+                  "--lr_scheduler=zoo.optim.ScheduleLR",
+                  "--lr_scheduler.phases=[{kind: linear, steps: 10, start: 0.1}]"])
+    trainer = cli.trainer
+    assert trainer.global_step == 6
+    config = trainer.lr_scheduler_configs[0]
+    assert config.interval == "step" and type(config.scheduler).__name__ == "ScheduleLR"
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.1 * (0.1 + 0.9 * 6 / 10), rel=1e-12)

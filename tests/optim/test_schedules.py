@@ -186,3 +186,129 @@ def test_decay_factor_checks_are_shared(gamma):
 def test_make_optimizer_checks_its_arguments():
     with pytest.raises(ValueError, match="momentum"):
         make_optimizer(torch.nn.Linear(2, 2), "sgd", lr=0.1, weight_decay=0.0, momentum=1.2)
+
+
+# ----------------------------------------------------------------------------- composable phases
+
+
+def _closed_form_mix(t: int) -> float:
+    """Written out by hand for the phases of test_composed_schedule_equals_its_closed_form."""
+    if t < 10:                                   # linear warmup 0.1 -> 1 over 10 steps
+        return 0.1 + 0.9 * t / 10
+    t -= 10
+    if t < 5:                                    # hold at 1
+        return 1.0
+    t -= 5
+    if t < 21:                                   # x0.5 every 7 steps, 21 steps long
+        return 0.5 ** (t // 7)
+    t -= 21                                      # ended at 0.5 ** 3
+    if t < 10:                                   # x0.9 every 2 steps (continuous)
+        return 0.125 * 0.9 ** (t / 2)
+    t -= 10
+    level = 0.125 * 0.9 ** 5
+    if t < 20:                                   # half a cosine down to 0.05
+        return 0.05 + (level - 0.05) * (1 + math.cos(math.pi * t / 20)) / 2
+    return 0.05                                  # held after the last phase
+
+
+def test_composed_schedule_equals_its_closed_form_at_every_step():
+    from zoo.optim import Schedule, constant, cosine, exponential, linear, step
+
+    f = Schedule([linear(10, start=0.1), constant(5), step(0.5, step_size=7, steps=21),
+                  exponential(0.9, decay_steps=2, steps=10), cosine(20, end=0.05)])
+    for t in range(100):
+        assert f(t) == pytest.approx(_closed_form_mix(t), rel=1e-12, abs=1e-15), t
+
+
+@pytest.mark.parametrize("phase, closed_form", [
+    ({"kind": "constant", "steps": None, "factor": 0.3}, lambda t: 0.3),
+    ({"kind": "linear", "steps": 8, "start": 0.0, "end": 0.5}, lambda t: 0.5 * min(t, 8) / 8),
+    ({"kind": "exponential", "gamma": 0.8}, lambda t: 0.8 ** t),
+    ({"kind": "exponential", "gamma": 0.5, "decay_steps": 4, "staircase": True}, lambda t: 0.5 ** (t // 4)),
+    ({"kind": "step", "gamma": 0.1, "milestones": [3, 9]}, lambda t: 0.1 ** ((t >= 3) + (t >= 9))),
+    ({"kind": "step", "gamma": 0.5, "step_size": 5}, lambda t: 0.5 ** (t // 5)),
+    ({"kind": "cosine", "steps": 12, "end": 0.2}, lambda t: 0.2 + 0.8 * (1 + math.cos(math.pi * min(t, 12) / 12)) / 2),
+])
+def test_each_phase_kind_equals_its_closed_form(phase, closed_form):
+    from zoo.optim import Schedule
+
+    f = Schedule([phase])
+    for t in range(30):
+        assert f(t) == pytest.approx(closed_form(t), rel=1e-12, abs=1e-15), t
+
+
+@pytest.mark.parametrize("after, torch_after", [
+    ({"kind": "step", "gamma": 0.5, "step_size": 4}, lambda o: torch.optim.lr_scheduler.StepLR(o, 4, gamma=0.5)),
+    ({"kind": "step", "gamma": 0.3, "milestones": [3, 11]},
+     lambda o: torch.optim.lr_scheduler.MultiStepLR(o, [3, 11], gamma=0.3)),
+    ({"kind": "cosine", "steps": 10, "end": 0.2}, lambda o: CosineAnnealingLR(o, T_max=10, eta_min=0.1 * 0.2)),
+    ({"kind": "exponential", "gamma": 0.95}, lambda o: ExponentialLR(o, gamma=0.95)),
+])
+def test_schedule_lr_matches_torch_sequential_schedulers(after, torch_after):
+    """A linear warmup then each decay, as torch's SequentialLR builds it (torch restarts each
+    scheduler from the base lr, which is where the warmup ends)."""
+    from zoo.optim import ScheduleLR
+
+    ours_opt, ref_opt = _opt(), _opt()
+    ours = ScheduleLR(ours_opt, [{"kind": "linear", "steps": 5, "start": 0.2}, after])
+    ref = SequentialLR(ref_opt, [LinearLR(ref_opt, start_factor=0.2, end_factor=1.0, total_iters=5),
+                                 torch_after(ref_opt)], milestones=[5])
+    a, b = scheduled_lrs(ours, ours_opt, 16), scheduled_lrs(ref, ref_opt, 16)
+    for x, y in zip(a, b):
+        assert x == pytest.approx(y, rel=1e-9, abs=1e-12)
+
+
+def test_zoo_defaults_are_instances_of_the_composition():
+    from zoo.optim import MultiStepDecay, Schedule, cosine, exponential, linear, step
+
+    pairs = [
+        (WarmupExponentialDecay(4, 0.5, 3.0, start_factor=0.1), Schedule([linear(4, 0.1), exponential(0.5, 3.0)])),
+        (WarmupCosineDecay(6, 40, start_factor=0.2, min_factor=0.1), Schedule([linear(6, 0.2), cosine(34, 0.1)])),
+        (MultiStepDecay([10, 20], 0.1), Schedule([step(0.1, milestones=[10, 20])])),
+    ]
+    for ours, composed in pairs:
+        assert isinstance(ours, Schedule) and ours.phases == composed.phases
+        assert [ours(t) for t in range(50)] == [composed(t) for t in range(50)]
+    # and still their closed forms
+    f = pairs[1][0]
+    for t in range(50):
+        assert f(t) == pytest.approx(0.2 + 0.8 * t / 6 if t < 6 else
+                                     0.1 + 0.9 * (1 + math.cos(math.pi * min(1, (t - 6) / 34))) / 2, rel=1e-12)
+
+
+def test_schedule_lr_state_is_plain_data():
+    from zoo.optim import ScheduleLR
+
+    phases = [{"kind": "linear", "steps": 3, "start": 0.5}, {"kind": "exponential", "gamma": 0.9}]
+    opt = _opt()
+    sched = ScheduleLR(opt, phases)
+    scheduled_lrs(sched, opt, 7)
+    buf = io.BytesIO()
+    torch.save({"scheduler": sched.state_dict(), "optimizer": opt.state_dict()}, buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    opt2 = _opt()
+    sched2 = ScheduleLR(opt2, phases)
+    opt2.load_state_dict(state["optimizer"])
+    sched2.load_state_dict(state["scheduler"])
+    assert sched2.factor.phases == sched.factor.phases
+    assert scheduled_lrs(sched2, opt2, 5) == scheduled_lrs(sched, opt, 5)
+
+
+@pytest.mark.parametrize("phases, msg", [
+    ([], "phases: expected a non-empty list"),
+    ([{"kind": "warmup", "steps": 3}], r"phases\[0\].kind: expected one of"),
+    ([{"kind": "linear", "steps": 0}], r"phases\[0\].steps: expected an int >= 1"),
+    ([{"kind": "cosine", "steps": None}], r"phases\[0\].steps: a cosine phase needs a length"),
+    ([{"kind": "exponential", "gamma": 0.5}, {"kind": "constant"}], r"phases\[0\].steps: only the last phase"),
+    ([{"kind": "exponential", "steps": 3, "gamma": 1.5}], r"phases\[0\].gamma: expected a decay factor"),
+    ([{"kind": "step", "gamma": 0.5}], r"phases\[0\]: a step phase takes one of milestones or step_size"),
+    ([{"kind": "step", "milestones": [5, 2]}], r"phases\[0\].milestones: expected increasing"),
+    ([{"kind": "linear", "steps": 3, "start": -1}], r"phases\[0\].start: expected a finite multiplier"),
+    ([{"kind": "cosine", "steps": 3, "gamma": 0.5}], r"phases\[0\]: a cosine phase takes"),
+])
+def test_bad_phases_are_named(phases, msg):
+    from zoo.optim import Schedule
+
+    with pytest.raises(ValueError, match=msg):
+        Schedule(phases)
