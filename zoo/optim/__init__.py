@@ -5,6 +5,7 @@ import math
 
 import torch
 
+from .optimizers import Adadelta, Adagrad, Adam, AdamW, Adamax, RMSprop, SGD
 from .schedules import (
     PHASES,
     MultiStepDecay,
@@ -97,10 +98,17 @@ def make_optimizer(module, name: str, lr: float, weight_decay: float, momentum: 
 
 
 __all__ = [
+    "Adadelta",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
     "MultiStepDecay",
     "MultiStepDecayLR",
     "OPTIMIZERS",
     "PHASES",
+    "RMSprop",
+    "SGD",
     "Schedule",
     "ScheduleLR",
     "WarmupCosineDecay",
