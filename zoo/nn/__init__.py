@@ -2,6 +2,7 @@
 from .adder import Adder2d
 from .checks import check_clip_batch, check_image_batch, check_in_chans
 from .backbone import ClassifierBackbone
+from .batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d, convert_batchnorm
 from .dense import DenseBlock, DenseLayer, Transition
 from .drop_path import DropPath, drop_path
 from .ghost import GhostBottleneck, GhostModule
@@ -14,6 +15,9 @@ from .srnet import SRNetType1, SRNetType2, SRNetType3, SRNetType4
 
 __all__ = [
     "Adder2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
     "Bottle2neck",
     "ClassifierBackbone",
     "ConvBNReLU",
@@ -36,6 +40,7 @@ __all__ = [
     "check_clip_batch",
     "check_image_batch",
     "check_in_chans",
+    "convert_batchnorm",
     "drop_path",
     "make_divisible",
 ]
