@@ -4,6 +4,7 @@
 >>> zoo.list_models("resnet*")          # registered names
 >>> net = zoo.create_net("resnet50")    # plain nn.Module
 >>> module = zoo.load("resnet18", num_classes=10)   # LightningModule for its task
+>>> print(zoo.flow("yolov3_se").to_table())         # per-layer shapes, params, MACs, memory
 
 Importing ``zoo`` is cheap: torch and the model families are imported when first needed
 (the first registry lookup, or a submodule such as ``zoo.ops``).
@@ -17,7 +18,7 @@ from .registry import ModelSpec, create_net, get_spec, list_models, model_info, 
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("callbacks", "cli", "data", "losses", "metrics", "models", "nn", "ops", "optim", "registry", "tasks", "weights")
+_SUBMODULES = ("callbacks", "cli", "data", "losses", "metrics", "models", "nn", "ops", "optim", "registry", "tasks", "tracer", "weights")
 
 
 def load(name: str, weights: str | None = None, **overrides: Any):
@@ -25,6 +26,14 @@ def load(name: str, weights: str | None = None, **overrides: Any):
     from .tasks import load as _load
 
     return _load(name, weights=weights, **overrides)
+
+
+def flow(model: Any, example: Any = None):
+    """The data flow of one forward pass of ``model`` (a module or a registry name) on ``example``
+    (see :func:`zoo.tracer.flow`): a :class:`zoo.tracer.Flow` with per-layer rows and totals."""
+    from .tracer import flow as _flow
+
+    return _flow(model, example)
 
 
 def __getattr__(name: str):
@@ -36,6 +45,7 @@ def __getattr__(name: str):
 __all__ = [
     "ModelSpec",
     "create_net",
+    "flow",
     "get_spec",
     "list_models",
     "load",

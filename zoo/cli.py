@@ -6,12 +6,17 @@
 * ``list [--task T] [--pattern P] [--markdown]``: the registered models (from the cached
   table in ``zoo/models/index.json``: no torch import, nothing built).
 * ``info NAME``: one model's spec, parameter count and MACs at its default input.
+* ``flow NAME [--input-size C H W | T C H W] [--format table|markdown|json] [--plot FILE.png]``:
+  the data flow of one forward pass (:func:`zoo.flow`): per layer in execution order, input and
+  output shapes, parameters, MACs and activation memory, then the totals (built and run on the
+  meta device: nothing is computed).
 
 The exit status is 0 when the command did what it was asked, non-zero otherwise.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Sequence
 
@@ -21,6 +26,7 @@ from .registry import TASKS, model_table
 EXTRA_COMMANDS = {
     "list": "list the registered models (name, task, family, parameters, GMACs, input, reference)",
     "info": "one model's spec, parameter count and MACs at its default input",
+    "flow": "the data flow of one forward pass: per-layer shapes, parameters, MACs, activation memory",
 }
 
 
@@ -74,6 +80,40 @@ def _info(name: str) -> int:
     return 0
 
 
+def _flow(name: str, input_size: list[int] | None, fmt: str, plot: str | None) -> int:
+    if input_size is not None and (len(input_size) not in (3, 4) or min(input_size) < 1):
+        print(f"zoo flow: --input-size: expected C H W (or T C H W for a video model) as positive ints, "
+              f"got {' '.join(map(str, input_size))}", file=sys.stderr)
+        return 2
+    from .tracer import flow
+
+    try:
+        result = flow(name, None if input_size is None else tuple(input_size))
+    except KeyError as err:
+        print(f"zoo flow: {err.args[0]}", file=sys.stderr)
+        return 2
+    except ValueError as err:
+        msg = str(err)
+        if input_size is not None and msg.startswith("example:"):
+            msg = "--input-size:" + msg[len("example:"):]
+        print(f"zoo flow: {msg}", file=sys.stderr)
+        return 2
+    if plot:
+        try:
+            result.plot(plot)
+        except OSError as err:
+            print(f"zoo flow: --plot: cannot write {plot}: {err}", file=sys.stderr)
+            return 1
+        print(f"zoo flow: wrote {plot}", file=sys.stderr)
+    text = {"json": result.to_json, "markdown": result.to_markdown}.get(fmt, result.to_table)()
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `zoo flow NAME | head`: the reader stopped; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
 def _extra(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="zoo", description="zoo model registry commands")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,10 +123,19 @@ def _extra(argv: list[str]) -> int:
     p_list.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p_info = sub.add_parser("info", help=EXTRA_COMMANDS["info"])
     p_info.add_argument("name")
+    p_flow = sub.add_parser("flow", help=EXTRA_COMMANDS["flow"])
+    p_flow.add_argument("name")
+    p_flow.add_argument("--input-size", type=int, nargs="+", default=None, metavar="N",
+                        help="C H W, or T C H W for a video model (default: the model's input size)")
+    p_flow.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    p_flow.add_argument("--plot", default=None, metavar="FILE.png",
+                        help="also write a PNG: resolution / channels, MACs and activation memory by depth")
     args = parser.parse_args(argv)
     if args.command == "list":
         _print_table(model_table(args.task, args.pattern), args.markdown)
         return 0
+    if args.command == "flow":
+        return _flow(args.name, args.input_size, args.format, args.plot)
     return _info(args.name)
 
 

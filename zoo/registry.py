@@ -211,9 +211,11 @@ TABLE_COLUMNS = ("name", "task", "family", "params", "macs", "input", "reference
 
 def sources_digest() -> str:
     """sha1 of the files that define the built-in models and their parameter counts
-    (this file, ``zoo/models/*.py`` and ``zoo/nn/*.py``)."""
+    and MACs (this file, ``zoo/models/*.py``, ``zoo/nn/*.py`` and ``zoo/ops/__init__.py``, which
+    holds the MAC formulas of the custom ops)."""
     root = Path(__file__).parent
-    files = [root / "registry.py", *sorted((root / "models").glob("*.py")), *sorted((root / "nn").glob("*.py"))]
+    files = [root / "registry.py", *sorted((root / "models").glob("*.py")), *sorted((root / "nn").glob("*.py")),
+             root / "ops" / "__init__.py"]
     digest = hashlib.sha1()
     for f in files:
         digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())

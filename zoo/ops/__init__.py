@@ -12,6 +12,14 @@ device, or ``ZOO_OPS=torch`` is set. :func:`backend` says which one runs.
 * :func:`squeeze_excite`: the Squeeze-and-Excitation block, forward and backward fused.
 * :func:`adder2d`: AdderNet's layer (negative L1 distance of each patch to each filter), with
   the paper's backward (HardTanh-clipped input gradient, rescaled full-precision weight gradient).
+* :func:`se_macs`, :func:`adder_macs`, :func:`yolo_decode_macs`: the multiply-accumulates of
+  those ops, written once: ``torch.utils.flop_counter`` counts ``torch.ops.zoo.squeeze_excite``
+  and ``torch.ops.zoo.adder2d`` with them (2 FLOPs per MAC; registered when the extension is
+  loaded, so :func:`zoo.registry.count_macs` counts the fused ops), and so does :func:`zoo.flow`.
+
+On the ``meta`` device, squeeze_excite and adder2d call the extension's op (its fake kernel
+gives the output's shape; nothing is computed either way) unless ``ZOO_OPS=torch``, so that
+whatever counts ops on meta tensors sees one zoo op, as on a CPU or a GPU.
 
 The kernels read fp32 / fp64 / fp16 / bf16 input as it is (other floating dtypes are
 converted to fp32). NMS computes fp64 boxes in fp64 and everything else in fp32; the
@@ -29,7 +37,8 @@ from torch.fx.experimental.symbolic_shapes import guard_or_false
 from . import _ext, reference
 from ._ext import backend
 
-__all__ = ["adder2d", "backend", "batched_nms", "nms", "squeeze_excite", "yolo_decode", "yolo_postprocess", "reference"]
+__all__ = ["adder2d", "adder_macs", "backend", "batched_nms", "nms", "se_macs", "squeeze_excite", "yolo_decode",
+           "yolo_decode_macs", "yolo_postprocess", "reference"]
 
 # The dtypes the kernels read as they are; other floating dtypes are converted to fp32.
 _KERNEL_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -68,6 +77,12 @@ def _floating(x: Tensor, name: str) -> Tensor:
     """``x`` if the kernels read its dtype (fp32, fp64, fp16, bf16), else an fp32 copy."""
     _check_floating(x, name)
     return x if x.dtype in _KERNEL_FLOATS else x.float()
+
+
+def _on_meta_with_ext(x: Tensor) -> bool:
+    """True when ``x`` is a meta tensor and the extension is loaded (and not ``ZOO_OPS=torch``):
+    the op then runs its fake kernel, so op counters on meta tensors see the zoo op itself."""
+    return x.is_meta and not _ext.forced_fallback() and _ext.available()
 
 
 def _same_device(ref: Tensor, ref_name: str, **others: Tensor) -> None:
@@ -389,7 +404,7 @@ def squeeze_excite(
     """
     if not _se_args_ok(x, w1, b1, w2, b2, gate, act):
         _se_explain(x, w1, b1, w2, b2, gate, act)
-    if _ext.has_kernel_for("squeeze_excite", x):
+    if _ext.has_kernel_for("squeeze_excite", x) or _on_meta_with_ext(x):
         return torch.ops.zoo.squeeze_excite(x, w1, b1, w2, b2, gate, act)
     return reference.squeeze_excite(x, w1, b1, w2, b2, gate, act)
 
@@ -477,9 +492,53 @@ def adder2d(x: Tensor, weight: Tensor, stride: int | Sequence[int] = 1, padding:
             return adder2d(x.float(), weight.float(), stride, padding, eta).to(x.dtype)
     stride, padding = _check_adder_args(x, weight, stride, padding)
     e = _check_eta(eta)
-    if _ext.has_kernel_for("adder2d", x):
+    if _ext.has_kernel_for("adder2d", x) or _on_meta_with_ext(x):
         return torch.ops.zoo.adder2d(x, weight, list(stride), list(padding), e)
     return reference.adder2d(x, weight, stride, padding, e)
+
+
+# ----------------------------------------------------------------------------- multiply-accumulates
+#
+# One formula per op, shared by the flop-counter registrations below and by zoo.tracer (zoo.flow).
+# Elementwise work (the pooling, the activations, the gate, the scaling) is not counted, as
+# torch.utils.flop_counter counts only convolutions and matrix products.
+
+
+def se_macs(x_shape: Sequence[int], w1_shape: Sequence[int]) -> int:
+    """squeeze_excite's multiply-accumulates: its two FC layers, ``N * (C * Cr + Cr * C)`` for
+    ``x [N, C, H, W]`` and ``w1 [Cr, C]`` (what the fallback's two ``linear`` calls count)."""
+    n, c, cr = int(x_shape[0]), int(x_shape[1]), int(w1_shape[0])
+    return n * (c * cr + cr * c)
+
+
+def adder_macs(out_shape: Sequence[int], weight_shape: Sequence[int]) -> int:
+    """adder2d's operations, counted as the equivalent convolution's multiply-accumulates (one
+    subtract-abs-accumulate per weight and output): ``numel(out) * C_in * kh * kw``."""
+    return math.prod(int(d) for d in out_shape) * math.prod(int(d) for d in weight_shape[1:])
+
+
+def yolo_decode_macs(pred_shape: Sequence[int], num_anchors: int) -> int:
+    """yolo_decode's multiply-adds: 4 per box, ``(sigmoid(t_x) + c_x) * stride`` and the same
+    for y, ``exp(t_w) * anchor_w`` and the same for h. ``pred [B, A*(5+C), H, W]`` holds
+    ``B * A * H * W`` boxes."""
+    b, _, h, w = (int(d) for d in pred_shape)
+    return 4 * b * int(num_anchors) * h * w
+
+
+def _register_flop_formulas() -> None:
+    """torch.utils.flop_counter formulas (2 FLOPs per MAC) for the zoo ops that multiply-accumulate,
+    so FlopCounterMode (and :func:`zoo.registry.count_macs`) counts the fused ops."""
+    from torch.utils.flop_counter import flop_registry, register_flop_formula
+
+    if torch.ops.zoo.squeeze_excite not in flop_registry:
+        @register_flop_formula(torch.ops.zoo.squeeze_excite)
+        def _se_flops(x_shape, w1_shape, *args, out_shape=None, **kwargs) -> int:
+            return 2 * se_macs(x_shape, w1_shape)
+
+    if torch.ops.zoo.adder2d not in flop_registry:
+        @register_flop_formula(torch.ops.zoo.adder2d)
+        def _adder_flops(x_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
+            return 2 * adder_macs(out_shape, weight_shape)
 
 
 # ----------------------------------------------------------------------------- fake kernels
@@ -590,3 +649,4 @@ def _register_python_kernels() -> None:
 
 if _ext.available():
     _register_python_kernels()
+    _register_flop_formulas()
