@@ -59,11 +59,24 @@ def _within(name: str, value: Any, high_open: bool) -> None:
         raise ValueError(f"{name}: expected a value in [0, {'1)' if high_open else '1]'}, got {value!r}")
 
 
-def _betas(betas: Any) -> None:
+def _betas(name: str, betas: Any) -> None:
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
     _within("betas[0]", betas[0], high_open=True)
     _within("betas[1]", betas[1], high_open=True)
+
+
+def _unit(name: str, value: Any) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is in [0, 1]."""
+    _within(name, value, high_open=False)
+
+
+#: how each hyper-parameter is checked, in whichever optimizer has it
+_RULES: dict[str, Callable[[str, Any], Any]] = {
+    "lr": _at_least, "momentum": _at_least, "dampening": _number, "lr_decay": _at_least,
+    "initial_accumulator_value": _at_least, "alpha": _unit, "rho": _unit, "betas": _betas,
+    "eps": _at_least, "weight_decay": _at_least,
+}
 
 
 # ----------------------------------------------------------------------------- shared machinery
@@ -101,8 +114,11 @@ class _RuleOptimizer(Optimizer):
         super().__init__(params, defaults)
 
     def _check(self, hp: dict[str, Any]) -> None:
-        """``ValueError`` naming the first bad hyper-parameter of ``hp`` (defaults or a group)."""
-        raise NotImplementedError
+        """``ValueError`` naming the first bad hyper-parameter of ``hp`` (defaults or a group):
+        each one the optimizer has is checked by its rule in :data:`_RULES`."""
+        for name, rule in _RULES.items():
+            if name in hp:
+                rule(name, hp[name])
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         # a group may override any default: check what it will run with
@@ -174,10 +190,7 @@ class SGD(_RuleOptimizer):
                                       nesterov=nesterov, maximize=maximize))
 
     def _check(self, hp: dict[str, Any]) -> None:
-        _at_least("lr", hp["lr"])
-        _at_least("momentum", hp["momentum"])
-        _number("dampening", hp["dampening"])
-        _at_least("weight_decay", hp["weight_decay"])
+        super()._check(hp)
         if hp["nesterov"] and (hp["momentum"] <= 0 or hp["dampening"] != 0):
             raise ValueError("nesterov: needs momentum > 0 and dampening == 0, got "
                              f"momentum={hp['momentum']!r}, dampening={hp['dampening']!r}")
@@ -214,12 +227,6 @@ class Adagrad(_RuleOptimizer):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
                                       initial_accumulator_value=initial_accumulator_value, maximize=maximize))
 
-    def _check(self, hp: dict[str, Any]) -> None:
-        _at_least("lr", hp["lr"])
-        _at_least("lr_decay", hp["lr_decay"])
-        _at_least("weight_decay", hp["weight_decay"])
-        _at_least("initial_accumulator_value", hp["initial_accumulator_value"])
-        _at_least("eps", hp["eps"])
 
     def _update(self, p: Tensor, g: Tensor, state: dict, group: dict, t: int) -> None:
         s = _buffer(state, "sum", p, group["initial_accumulator_value"])
@@ -255,12 +262,6 @@ class RMSprop(_RuleOptimizer):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                                       centered=centered, maximize=maximize))
 
-    def _check(self, hp: dict[str, Any]) -> None:
-        _at_least("lr", hp["lr"])
-        _within("alpha", hp["alpha"], high_open=False)
-        _at_least("eps", hp["eps"])
-        _at_least("weight_decay", hp["weight_decay"])
-        _at_least("momentum", hp["momentum"])
 
     def _update(self, p: Tensor, g: Tensor, state: dict, group: dict, t: int) -> None:
         alpha = group["alpha"]
@@ -305,11 +306,6 @@ class Adam(_RuleOptimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
                                       weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize))
 
-    def _check(self, hp: dict[str, Any]) -> None:
-        _at_least("lr", hp["lr"])
-        _betas(hp["betas"])
-        _at_least("eps", hp["eps"])
-        _at_least("weight_decay", hp["weight_decay"])
 
     def _update(self, p: Tensor, g: Tensor, state: dict, group: dict, t: int) -> None:
         lr, (beta1, beta2) = group["lr"], group["betas"]
@@ -372,11 +368,6 @@ class Adamax(_RuleOptimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
                                       weight_decay=weight_decay, maximize=maximize))
 
-    def _check(self, hp: dict[str, Any]) -> None:
-        _at_least("lr", hp["lr"])
-        _betas(hp["betas"])
-        _at_least("eps", hp["eps"])
-        _at_least("weight_decay", hp["weight_decay"])
 
     def _update(self, p: Tensor, g: Tensor, state: dict, group: dict, t: int) -> None:
         beta1, beta2 = group["betas"]
@@ -407,11 +398,6 @@ class Adadelta(_RuleOptimizer):
                  weight_decay: float = 0.0, *, maximize: bool = False) -> None:
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize))
 
-    def _check(self, hp: dict[str, Any]) -> None:
-        _at_least("lr", hp["lr"])
-        _within("rho", hp["rho"], high_open=False)
-        _at_least("eps", hp["eps"])
-        _at_least("weight_decay", hp["weight_decay"])
 
     def _update(self, p: Tensor, g: Tensor, state: dict, group: dict, t: int) -> None:
         rho, eps = group["rho"], group["eps"]
