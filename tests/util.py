@@ -109,3 +109,28 @@ def torch_schedule_lrs(lr: float, steps: int, make_scheduler) -> list[float]:
     """The lr of each of ``steps`` steps under ``make_scheduler(optimizer)`` (a torch scheduler), from ``lr``."""
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
     return scheduled_lrs(make_scheduler(opt), opt, steps)
+
+
+def kill_at_step_callback():
+    """The class of :class:`KillAtStep` (defined lazily: Lightning is imported only when used)."""
+    return KillAtStep
+
+
+try:  # a callback the resume tests name in a config: SIGKILL the training process at a step
+    import pytorch_lightning as _pl
+
+    class KillAtStep(_pl.Callback):
+        """Kills its own process with SIGKILL (no clean-up, no last checkpoint) when a training
+        batch starts with ``trainer.global_step == step``."""
+
+        def __init__(self, step: int) -> None:
+            self.step = step
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if trainer.global_step == self.step:
+                import os
+                import signal
+
+                os.kill(os.getpid(), signal.SIGKILL)
+except ImportError:  # pragma: no cover - Lightning is a hard dependency
+    pass

@@ -11,9 +11,17 @@ and an exponential moving average of the weights.
   the ``val/*`` values, seconds) and draws them per epoch into ``curves.png``.
 * :class:`EMA` -- an exponential moving average of the weights, which validation, test,
   predict and checkpoints use in place of the training weights.
+* :class:`SkippedItems` -- logs ``data/skipped_<stage>`` per epoch: the items a datamodule's
+  ``skip_corrupt`` left out as corrupt (every zoo task adds it). The prediction writers leave
+  those items' rows out.
+* :class:`ZooCheckpointIO` -- the trainer's checkpoint reading through
+  :func:`zoo.serialization.load_file` (weights-only; refused and damaged files named), which
+  every ``python -m zoo`` trainer gets (:func:`install_checkpoint_io`).
 
 ``python -m zoo predict`` adds the task's writer (``LightningModule.prediction_writer()``)
-when the config names none, and ``python -m zoo fit`` adds :class:`EpochSummary`.
+when the config names none, and ``python -m zoo fit`` adds :class:`EpochSummary`. Under DDP
+each process predicts its shard of the set and the writers gather the rows on rank 0, which
+writes the files (a detector's PNGs are drawn by the process that predicted the image).
 """
 from __future__ import annotations
 
@@ -22,13 +30,18 @@ import json
 import math
 import os
 import time
+import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter, Callback
+from pytorch_lightning.plugins.io import CheckpointIO, TorchCheckpointIO
+from pytorch_lightning.plugins.io.wrapper import _WrappingCheckpointIO
 from pytorch_lightning.trainer.states import TrainerFn
+
+from .serialization import load_file
 
 #: box colours by class index (distinct on a light background)
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#0a9396", "#f032e6", "#9a6324",
@@ -37,6 +50,20 @@ PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#0a9396", "#f
 
 def _output_dir(trainer: pl.Trainer, output_dir: str | None, name: str) -> Path:
     return Path(output_dir or os.path.join(trainer.default_root_dir, name))
+
+
+def _on_rank_zero(trainer: pl.Trainer, items: list) -> list | None:
+    """A prediction writer's ``items`` of every process: under DDP, each process's list (its shard
+    of the predict set), concatenated in rank order on rank 0 (the dataset's order, with the
+    zoo's contiguous eval shards: :class:`zoo.data.base.EvalShardSampler`) and None on the other
+    ranks, which then write nothing; one process: ``items``."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return items
+    parts: list | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(items, parts, dst=0)
+    return [item for part in parts for item in part] if parts is not None else None
 
 
 # ----------------------------------------------------------------------------- detection
@@ -86,11 +113,28 @@ def _write_csv(path: Path, header: list[str], rows) -> None:
         writer.writerows(rows)
 
 
+def _predict_dataset(trainer: pl.Trainer, dataloader_idx: int) -> Any:
+    loader = trainer.predict_dataloaders
+    return getattr(loader[dataloader_idx] if isinstance(loader, (list, tuple)) else loader, "dataset", None)
+
+
 def _predict_files(trainer: pl.Trainer, dataloader_idx: int) -> list[str] | None:
     """The ``files`` list of the dataset being predicted (None when it has none)."""
-    loader = trainer.predict_dataloaders
-    dataset = getattr(loader[dataloader_idx] if isinstance(loader, (list, tuple)) else loader, "dataset", None)
-    return getattr(dataset, "files", None)
+    return getattr(_predict_dataset(trainer, dataloader_idx), "files", None)
+
+
+def _predicted_indices(trainer: pl.Trainer, dataloader_idx: int, batch_indices, n: int) -> list:
+    """The dataset indices of a batch's ``n`` predictions: ``batch_indices`` without the items
+    that ``skip_corrupt`` left out of the batch (:mod:`zoo.data.corrupt`), or ``[None] * n``."""
+    if batch_indices is None:
+        return [None] * n
+    from zoo.data.corrupt import corrupt_items  # (lazily: the data's record of skipped items)
+
+    record, owner = corrupt_items(_predict_dataset(trainer, dataloader_idx))
+    indices = list(batch_indices)
+    if record is not None and record.skip:
+        indices = [i for i in indices if not record.was_skipped(owner(i))]
+    return indices
 
 
 class DetectionWriter(BasePredictionWriter):
@@ -121,6 +165,8 @@ class DetectionWriter(BasePredictionWriter):
         _output_dir(trainer, self.output_dir, "predict").mkdir(parents=True, exist_ok=True)
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        if prediction is None:  # every image of the batch was left out as corrupt
+            return
         out_dir = _output_dir(trainer, self.output_dir, "predict")
         for det in prediction:
             record = {"image": det["path"], "png": None, "detections": [
@@ -137,12 +183,15 @@ class DetectionWriter(BasePredictionWriter):
             self._records.append(record)
 
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        records = _on_rank_zero(trainer, self._records)
+        if records is None:
+            return
         out_dir = _output_dir(trainer, self.output_dir, "predict")
         path = out_dir / "detections.json"
         with open(path, "w") as f:
-            json.dump({"classes": list(getattr(pl_module, "classes", [])), "images": self._records}, f, indent=1)
-        n = sum(len(r["detections"]) for r in self._records)
-        print(f"zoo predict: {n} detections in {len(self._records)} images -> {path}"
+            json.dump({"classes": list(getattr(pl_module, "classes", [])), "images": records}, f, indent=1)
+        n = sum(len(r["detections"]) for r in records)
+        print(f"zoo predict: {n} detections in {len(records)} images -> {path}"
               + (f" (+ one PNG per image in {out_dir})" if self.draw else ""))
 
 
@@ -170,17 +219,22 @@ class _CSVWriter(BasePredictionWriter):
         raise NotImplementedError
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        if prediction is None:  # every item of the batch was left out as corrupt
+            return
         classes = list(getattr(pl_module, "classes", []) or [])
         files = _predict_files(trainer, dataloader_idx)
         cells = self._cells(prediction, classes)
-        indices = list(batch_indices) if batch_indices is not None else [None] * len(cells)
+        indices = _predicted_indices(trainer, dataloader_idx, batch_indices, len(cells))
         for idx, rest in zip(indices, cells):
             self._rows.append([idx, files[idx] if files is not None and idx is not None else ""] + rest)
 
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        rows = _on_rank_zero(trainer, self._rows)
+        if rows is None:
+            return
         path = _output_dir(trainer, self.output_dir, "predict") / "predictions.csv"
-        _write_csv(path, ["index", "file"] + self._header(), self._rows)
-        print(f"zoo predict: {len(self._rows)} predictions -> {path}")
+        _write_csv(path, ["index", "file"] + self._header(), rows)
+        print(f"zoo predict: {len(rows)} predictions -> {path}")
 
 
 def _class_name(classes: list[str], label: int) -> str | int:
@@ -257,9 +311,11 @@ class VideoWriter(BasePredictionWriter):
         _output_dir(trainer, self.output_dir, "predict").mkdir(parents=True, exist_ok=True)
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        if prediction is None:  # every clip of the batch failed to decode (skip_corrupt)
+            return
         files = _predict_files(trainer, dataloader_idx)
         p = prediction["p_fake"].tolist()
-        indices = list(batch_indices) if batch_indices is not None else [None] * len(p)
+        indices = _predicted_indices(trainer, dataloader_idx, batch_indices, len(p))
         names = [os.path.basename(files[i]) if files is not None and i is not None else i for i in indices]
         self._clips.extend((name, round(float(q), 6)) for name, q in zip(names, p))
         frames = prediction.get("frame_p_fake")
@@ -268,11 +324,106 @@ class VideoWriter(BasePredictionWriter):
                 self._frames.extend((name, t, round(float(q), 6)) for t, q in enumerate(row))
 
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        parts = _on_rank_zero(trainer, [(self._clips, self._frames)])
+        if parts is None:
+            return
+        clips = [c for part_clips, _ in parts for c in part_clips]
+        frames = [f for _, part_frames in parts for f in part_frames]
         out = _output_dir(trainer, self.output_dir, "predict")
-        _write_csv(out / "submission.csv", ["filename", "label"], self._clips)
-        if self._frames:
-            _write_csv(out / "frames.csv", ["filename", "frame", "label"], self._frames)
-        print(f"zoo predict: {len(self._clips)} clips -> {out / 'submission.csv'}")
+        _write_csv(out / "submission.csv", ["filename", "label"], clips)
+        if frames:
+            _write_csv(out / "frames.csv", ["filename", "frame", "label"], frames)
+        print(f"zoo predict: {len(clips)} clips -> {out / 'submission.csv'}")
+
+
+# ----------------------------------------------------------------------------- corrupt data
+
+
+def _loaders(loaders: Any) -> Iterator[Any]:
+    """The dataloaders in what ``trainer.*_dataloader(s)`` holds (one, a list or a dict of them)."""
+    if loaders is None:
+        return
+    if isinstance(loaders, dict):
+        loaders = list(loaders.values())
+    if isinstance(loaders, (list, tuple)):
+        for item in loaders:
+            yield from _loaders(item)
+    else:
+        yield loaders
+
+
+class SkippedItems(Callback):
+    """Logs how many items the data left out as corrupt, once per epoch: ``data/skipped_train``
+    at the end of each training epoch, ``data/skipped_val`` / ``data/skipped_test`` at the end of
+    each validation / test run; ``predict`` prints the count when it is not 0.
+
+    A count is the items left out when read in that epoch (a datamodule's ``skip_corrupt``, see
+    :mod:`zoo.data.corrupt`; counted across DataLoader workers) plus the files left out at
+    ``setup`` (e.g. unparseable annotations: they are missing from every epoch). Nothing is
+    logged for data read without ``skip_corrupt``, where a corrupt file raises. Under DDP the
+    ranks' counts are summed. Every zoo task adds one (``Task.configure_callbacks``); ``counts``
+    holds the latest count per stage.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        from zoo.data.corrupt import corrupt_items
+
+        self.counts, self._seen = {}, weakref.WeakKeyDictionary()
+        datamodule = trainer.datamodule
+        for name in ("train_set", "val_set", "test_set", "predict_set"):  # (zoo.data.base.SplitDataModule's)
+            record, _ = corrupt_items(getattr(datamodule, name, None))
+            if record is not None:
+                record.reset()  # a new run: count from 0
+
+    def count(self, trainer: pl.Trainer, loaders: Any) -> int | None:
+        """Items of ``loaders`` left out since the last count, plus those left out at ``setup``
+        (None when no loader reads with ``skip_corrupt``)."""
+        from zoo.data.corrupt import corrupt_items
+
+        records = []
+        for loader in _loaders(loaders):
+            record, _ = corrupt_items(getattr(loader, "dataset", None))
+            if record is not None and record.skip and all(record is not r for r in records):
+                records.append(record)
+        if not records:
+            return None
+        n = 0
+        for record in records:
+            total = record.total
+            n += total - self._seen.get(record, 0)
+            self._seen[record] = total
+            if trainer.is_global_zero:  # (the same on every rank: counted once)
+                n += len(record.left_out)
+        return n
+
+    def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, loaders: Any) -> None:
+        n = self.count(trainer, loaders)
+        if n is None:
+            return
+        self.counts[stage] = n
+        pl_module.log(f"data/skipped_{stage}", float(n), on_step=False, on_epoch=True, reduce_fx="sum",
+                      sync_dist=True, batch_size=1)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._log(trainer, pl_module, "train", trainer.train_dataloader)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._log(trainer, pl_module, "val", trainer.val_dataloaders)
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._log(trainer, pl_module, "test", trainer.test_dataloaders)
+
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        n = self.count(trainer, trainer.predict_dataloaders)
+        if n is None:
+            return
+        self.counts["predict"] = n
+        if n and trainer.is_global_zero:
+            print(f"zoo predict: {n} corrupt item(s) left out (skip_corrupt; the warnings name them)")
 
 
 # ----------------------------------------------------------------------------- progress
@@ -315,6 +466,9 @@ class EpochSummary(Callback):
         row["epoch"] = trainer.current_epoch + 1
         row["seconds"] = time.perf_counter() - self._start
         self.history.append(row)
+        draw = self.plot != "" and not trainer.fast_dev_run
+        # (under DDP trainer.log_dir is a broadcast from rank 0: every process asks, or rank 0 waits)
+        log_dir = trainer.log_dir if draw and not self.plot else None
         if not trainer.is_global_zero:
             return
         line = self.format_line(row, trainer.max_epochs)
@@ -323,8 +477,8 @@ class EpochSummary(Callback):
             bar.print(line)  # between its bars
         else:
             print(line, flush=True)
-        if self.plot != "" and not trainer.fast_dev_run:
-            self.plot_path = self.plot or os.path.join(trainer.log_dir or trainer.default_root_dir, "curves.png")
+        if draw:
+            self.plot_path = self.plot or os.path.join(log_dir or trainer.default_root_dir, "curves.png")
             self.draw(self.plot_path)
 
     @staticmethod
@@ -512,3 +666,138 @@ class EMA(Callback):
                     state[name] = e.to(p.dtype).clone()
         mine = checkpoint.setdefault("callbacks", {}).setdefault(self.state_key, self.state_dict())
         mine["train_weights"] = {n: t.detach().clone().cpu() for n, t in zip(self._names, train)}
+
+
+class RNGStates(Callback):
+    """Saves the global random-number generators' states (torch's CPU and CUDA generators,
+    NumPy's and Python's) in every checkpoint and restores them when a run resumes, so the
+    model's own randomness (dropout, drop-path, ...) continues as if the run had never stopped.
+    ``python -m zoo fit`` adds it. (The data's randomness does not come from these streams: see
+    :mod:`zoo.data.resume`.)"""
+
+    def state_dict(self) -> dict[str, Any]:
+        import random
+
+        import numpy as np
+
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, mt, py_gauss = random.getstate()
+        state = {"torch": torch.get_rng_state(),
+                 "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                           "has_gauss": int(has_gauss), "gauss": float(gauss)},
+                 "python": {"version": version, "state": list(mt), "gauss": py_gauss}}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        import random
+
+        import numpy as np
+
+        torch.set_rng_state(state_dict["torch"])
+        n = state_dict["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+        p = state_dict["python"]
+        random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class LastCheckpoint(Callback):
+    """Writes ``last.ckpt`` every ``every_n_train_steps`` optimizer steps, at the end of every
+    training epoch (after its validation) and when training ends, so a killed run loses at most
+    ``every_n_train_steps`` steps: ``python -m zoo fit ... --ckpt_path last`` resumes it.
+
+    The file goes where the trainer's ModelCheckpoint writes (``<log dir>/checkpoints``). It is
+    written to a temporary name and renamed, so a kill during the write leaves the previous
+    ``last.ckpt`` whole. ``python -m zoo fit`` adds one (every 200 steps) unless the config has
+    one; ``every_n_train_steps=0`` saves at epoch ends only.
+    """
+
+    def __init__(self, every_n_train_steps: int = 200, filename: str = "last") -> None:
+        if isinstance(every_n_train_steps, bool) or not isinstance(every_n_train_steps, int) or every_n_train_steps < 0:
+            raise ValueError(f"every_n_train_steps: expected an int >= 0, got {every_n_train_steps!r}")
+        if not filename or "/" in filename or os.sep in filename:
+            raise ValueError(f"filename: expected a file name without a folder, got {filename!r}")
+        self.every_n_train_steps = every_n_train_steps
+        self.filename = filename
+        self.dirpath: str | None = None
+        self._saved_step = -1
+
+    @property
+    def path(self) -> str | None:
+        return None if self.dirpath is None else os.path.join(self.dirpath, self.filename + ".ckpt")
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        cb = trainer.checkpoint_callback
+        dirpath = getattr(cb, "dirpath", None)
+        if dirpath is None:
+            root = trainer.log_dir or trainer.default_root_dir
+            dirpath = os.path.join(root, "checkpoints")
+        self.dirpath = trainer.strategy.broadcast(str(dirpath))
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        if self.dirpath is None or trainer.sanity_checking or self._saved_step == trainer.global_step \
+                and trainer.global_step > 0:
+            return
+        final = self.path
+        tmp = os.path.join(self.dirpath, f".{self.filename}.ckpt.tmp")
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, final)
+        trainer.strategy.barrier("LastCheckpoint")
+        self._saved_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        k = self.every_n_train_steps
+        if k and trainer.global_step % k == 0 and trainer.global_step > 0:
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._saved_step = -1  # the epoch's end: save even when the step was just saved
+        self._save(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save(trainer)
+
+
+class ZooCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``TorchCheckpointIO`` (saving unchanged) reading every checkpoint with
+    :func:`zoo.serialization.load_file`: weights-only, a pickle that needs arbitrary code or
+    objects refused and a truncated or corrupt file reported, each naming the file.
+
+    ``python -m zoo`` installs it in every trainer (:func:`install_checkpoint_io`), so that
+    ``--ckpt_path`` (fit's resume, validate / test / predict) reads through it. Only local files
+    are read; ``weights_only=False`` is refused.
+    """
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        if weights_only is False:
+            raise ValueError(f"ckpt_path: {os.fspath(path)!r}: the zoo reads checkpoints weights-only; "
+                             "weights_only=False is not supported")
+        if "://" in str(path):
+            raise ValueError(f"ckpt_path: {str(path)!r}: only local checkpoint files are read (download it first)")
+        checkpoint = load_file(path, map_location="cpu" if map_location is None else map_location)
+        if not isinstance(checkpoint, dict):
+            raise ValueError(f"ckpt_path: {os.fspath(path)!r} holds a {type(checkpoint).__name__}, "
+                             "not a Lightning checkpoint")
+        return checkpoint
+
+
+def install_checkpoint_io(trainer: pl.Trainer) -> CheckpointIO:
+    """Make ``trainer`` read checkpoints with :class:`ZooCheckpointIO`; return its checkpoint IO.
+
+    Replaces Lightning's default ``TorchCheckpointIO``, also as the base of a wrapping plugin
+    (``AsyncCheckpointIO``); a checkpoint IO the config chose (any other class, a subclass
+    included) is kept as it is.
+    """
+    strategy = trainer.strategy
+    io = strategy.checkpoint_io  # Lightning fills in its default (also a wrapper's base) on access
+    if type(io) is TorchCheckpointIO:
+        strategy.checkpoint_io = io = ZooCheckpointIO()
+    elif isinstance(io, _WrappingCheckpointIO) and type(io.checkpoint_io) is TorchCheckpointIO:
+        io._checkpoint_io = ZooCheckpointIO()  # its setter keeps the first base; this one is Lightning's default
+    return io

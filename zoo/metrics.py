@@ -17,15 +17,21 @@ points ``(FPR(t), TPR(t))`` for every distinct score ``t`` (predict stego when
 
 :class:`BinaryLogLoss` is the DeepFake Detection Challenge's metric: the mean binary
 cross-entropy of predicted probabilities, each clipped to ``[eps, 1 - eps]``.
+
+:class:`MeanAveragePrecision` is torchmetrics' COCO mAP with a synchronisation that works when
+the processes of a DDP run saw different numbers of images (docs/DISTRIBUTED.md).
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.detection import MeanAveragePrecision as _TorchMeanAveragePrecision
 from torchmetrics.utilities import dim_zero_cat
+from torchmetrics.utilities.data import apply_to_collection
 
 
 def _check_update(preds: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -178,4 +184,31 @@ class BinaryLogLoss(Metric):
         return (self.total / self.count).float()
 
 
-__all__ = ["BinaryLogLoss", "ProbabilityOfError", "WeightedAUC", "roc_points"]
+class MeanAveragePrecision(_TorchMeanAveragePrecision):
+    """torchmetrics' ``MeanAveragePrecision`` (same arguments, same results in one process) whose
+    states also synchronise across processes that saw different numbers of images.
+
+    Its states are lists with one entry per image (boxes, scores, labels, ...). torchmetrics
+    gathers such a list one entry at a time, one collective per entry, which only works when
+    every process holds as many images (else the processes issue different numbers of
+    collectives: a hang or an error) and interleaves the processes' images. Under DDP with
+    :class:`zoo.data.base.EvalShardSampler` (no padding) the counts differ by one whenever the
+    set does not divide evenly, so here each process's lists are gathered whole, in one
+    ``all_gather_object`` of CPU copies, and concatenated in rank order: with the sampler's
+    contiguous blocks, that is the dataset's order, and ``compute()`` equals a single process's
+    on the whole set. A process without images contributes empty lists. ``dist_sync_fn`` is not
+    used.
+    """
+
+    def _sync_dist(self, dist_sync_fn=None, process_group=None) -> None:  # noqa: ARG002
+        group = process_group or self.process_group
+        local = {attr: apply_to_collection(list(getattr(self, attr)), Tensor, lambda t: t.detach().cpu())
+                 for attr in self._reductions}
+        gathered: list = [None] * dist.get_world_size(group)
+        dist.all_gather_object(gathered, local, group=group)
+        for attr in self._reductions:
+            items = [item for part in gathered for item in part[attr]]
+            setattr(self, attr, apply_to_collection(items, Tensor, lambda t: t.to(self.device)))
+
+
+__all__ = ["BinaryLogLoss", "MeanAveragePrecision", "ProbabilityOfError", "WeightedAUC", "roc_points"]

@@ -1,7 +1,10 @@
 """Safe checkpoint loading and converters from foreign state-dict layouts.
 
-Everything is read with ``torch.load(..., weights_only=True)``: a file that needs
-arbitrary pickled objects is refused, never executed.
+Every file is read by :func:`zoo.serialization.load_file` (re-exported here as
+:func:`load_file`), the one place the zoo deserialises a file: ``torch.load(...,
+weights_only=True)``, ``.safetensors`` through the ``safetensors`` package, darknet binaries by
+their own reader. A pickle that needs arbitrary code or objects is refused (a ``ValueError``
+naming the file), never executed; a truncated or corrupt file is a ``ValueError`` naming it.
 
 A state dict is accepted in any *layout* the zoo knows for the model:
 
@@ -19,55 +22,35 @@ every shape agrees. ``module.`` prefixes (DataParallel / DDP) are stripped first
 """
 from __future__ import annotations
 
-import array
 import os
-import pickle
-import re
-import struct
-import sys
 from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
 from .registry import get_spec
+from .serialization import DarknetWeights, is_darknet_file, load_file, read_darknet_weights
 
 StateDict = dict[str, torch.Tensor]
 
-
-def _safe_globals() -> list:
-    """Plain containers Lightning puts in its checkpoints (hparams are an AttributeDict)."""
-    allowed: list = []
-    try:
-        from lightning_fabric.utilities.data import AttributeDict
-
-        allowed.append(AttributeDict)
-    except ImportError:  # pragma: no cover - lightning is a hard dependency
-        pass
-    return allowed
+__all__ = ["DarknetWeights", "convert_state_dict", "darknet_state_dict", "is_darknet_file", "load_darknet_weights",
+           "load_file", "load_weights", "read_checkpoint", "read_darknet_weights"]
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[StateDict, dict[str, Any] | None]:
-    """Read ``path`` safely; return ``(state_dict, hyper_parameters or None)``.
+    """Read ``path`` safely (:func:`load_file`); return ``(state_dict, hyper_parameters or None)``.
 
-    Accepts a plain state dict, a dict wrapping one under ``state_dict`` /
-    ``model`` / ``model_state_dict``, or a Lightning checkpoint. A darknet file
+    Accepts a plain state dict (``torch.save`` or ``.safetensors``), a dict wrapping one under
+    ``state_dict`` / ``model`` / ``model_state_dict``, or a Lightning checkpoint. A darknet file
     (``*.weights``, ``*.conv.<N>``) comes back as :class:`DarknetWeights`, which
     :func:`convert_state_dict` maps onto the net.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"weights: no such file {path!r}")
-    if is_darknet_file(path):
-        return read_darknet_weights(path), None
-    try:
-        with torch.serialization.safe_globals(_safe_globals()):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        raise ValueError(
-            f"weights: {path!r} is not a readable weights-only checkpoint "
-            f"(files that need arbitrary pickled objects are refused): {err}"
-        ) from err
+    obj = load_file(path, map_location="cpu")
+    if isinstance(obj, DarknetWeights):
+        return obj, None
     if not isinstance(obj, Mapping):
         raise ValueError(f"weights: {path!r} holds a {type(obj).__name__}, expected a state dict")
     hparams = None
@@ -160,78 +143,6 @@ def load_weights(net: nn.Module, name: str, path: str | os.PathLike) -> str:
 # --------------------------------------------------------------------------------------
 # Darknet binary weights
 # --------------------------------------------------------------------------------------
-
-_DARKNET_PARTIAL = re.compile(r"\.conv\.\d+$")
-
-
-def is_darknet_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is named like a darknet weights file: ``*.weights``, or
-    ``*.conv.<N>`` (what ``darknet partial`` writes, e.g. ``darknet53.conv.74``)."""
-    p = os.fspath(path)
-    return p.endswith(".weights") or _DARKNET_PARTIAL.search(p) is not None
-
-
-class DarknetWeights(dict):
-    """A darknet weights file as read: ``{"header": int64 [4], "values": float32 [N]}``.
-
-    ``header`` is (major, minor, revision, seen); ``values`` every float after it.
-    ``path`` names the file; ``partial`` is True for ``*.conv.<N>`` files (a cut of
-    the first convs only), which then load with ``strict=False``.
-    """
-
-    def __init__(self, header: torch.Tensor, values: torch.Tensor, path: str, partial: bool = False) -> None:
-        super().__init__(header=header, values=values)
-        self.path = path
-        self.partial = partial
-
-
-def read_darknet_weights(path: str | os.PathLike) -> DarknetWeights:
-    """Read a darknet binary weights file.
-
-    Layout (little-endian): int32 major, minor, revision; then ``seen`` (images
-    trained on) as int64 when ``major*10 + minor >= 2`` and both are below 1000,
-    else as int32 (darknet's parser.c); then float32 values to the end.
-    ``ValueError`` naming the file when the header is bad or the rest is not a whole
-    number of float32 values.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"weights: no such file {path!r}")
-    with open(path, "rb") as f:
-        data = bytearray(f.read())
-    if len(data) < 16:
-        raise ValueError(f"weights: {path!r} is too short for a darknet weights header ({len(data)} bytes)")
-    major, minor, revision = struct.unpack_from("<3i", data, 0)
-    # versions darknet writes are 0.1.x / 0.2.x; 1000 is added to mark transposed dense layers
-    if not (0 <= major < 2000 and 0 <= minor < 2000 and revision >= 0):
-        raise ValueError(
-            f"weights: {path!r} has a bad darknet header: version {major}.{minor}.{revision} "
-            "(is it a darknet .weights file?)"
-        )
-    offset = 20 if major * 10 + minor >= 2 and major < 1000 and minor < 1000 else 16
-    if len(data) < offset:
-        raise ValueError(f"weights: {path!r} is too short for a darknet weights header ({len(data)} bytes)")
-    (seen,) = struct.unpack_from("<q" if offset == 20 else "<i", data, 12)
-    if seen < 0:
-        raise ValueError(f"weights: {path!r} has a bad darknet header: seen = {seen}")
-    nbytes = len(data) - offset
-    if nbytes % 4:
-        raise ValueError(
-            f"weights: {path!r} is not a darknet weights file: {nbytes} bytes after the header "
-            "are not a whole number of float32 values"
-        )
-    if nbytes == 0:
-        values = torch.zeros(0)
-    elif sys.byteorder == "little":  # no copy: the tensor views the file's bytes
-        values = torch.frombuffer(data, dtype=torch.float32, offset=offset, count=nbytes // 4)
-    else:  # pragma: no cover
-        floats = array.array("f")
-        floats.frombytes(memoryview(data)[offset:])
-        floats.byteswap()
-        values = torch.frombuffer(floats, dtype=torch.float32)
-    header = torch.tensor([major, minor, revision, seen], dtype=torch.int64)
-    return DarknetWeights(header, values, path, partial=_DARKNET_PARTIAL.search(path) is not None)
-
 
 def darknet_state_dict(
     net: nn.Module, weights: DarknetWeights, strict: bool | None = None, name: str | None = None
@@ -334,5 +245,5 @@ def load_darknet_weights(net: nn.Module, path: str | os.PathLike, strict: bool |
     net; ``strict=False`` also loads ``yolov3_se`` from yolov3 weights (the SE blocks
     keep their init). Raises ``ValueError`` naming the file when it does not fit.
     """
-    weights = read_darknet_weights(path)
+    weights = load_file(path, format="darknet")
     net.load_state_dict(darknet_state_dict(net, weights, strict=strict), strict=True)

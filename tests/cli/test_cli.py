@@ -392,7 +392,9 @@ def _checkpoint_recipes() -> list[str]:
 def test_recipes_keep_the_best_and_the_final_checkpoint(recipe, tmp_path):
     """best.ckpt holds the best epoch by the monitored metric and last.ckpt the final one, also when
     the metric only gets worse after the first epoch (the recipes' own ModelCheckpoint objects, built
-    from their YAML, on a stand-in module)."""
+    from their YAML, plus the LastCheckpoint that `zoo fit` adds, on a stand-in module)."""
+    from zoo.callbacks import LastCheckpoint
+
     import pytorch_lightning as pl
     from jsonargparse import ArgumentParser
     from torch.utils.data import DataLoader, TensorDataset
@@ -401,7 +403,7 @@ def test_recipes_keep_the_best_and_the_final_checkpoint(recipe, tmp_path):
         specs = yaml.safe_load(f)["trainer"]["callbacks"]
     parser = ArgumentParser()
     parser.add_argument("--cb", type=list[pl.Callback])
-    callbacks = parser.instantiate_classes(parser.parse_object({"cb": specs})).cb
+    callbacks = parser.instantiate_classes(parser.parse_object({"cb": specs})).cb + [LastCheckpoint()]
     monitored = [c for c in callbacks if getattr(c, "monitor", None)]
     assert len(monitored) == 1
     name, sign = monitored[0].monitor, 1.0 if monitored[0].mode == "min" else -1.0

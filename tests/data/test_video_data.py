@@ -527,8 +527,8 @@ def _with_bad_files(root) -> dict:
 def test_bad_files_raise_before_training_naming_every_one(tmp_path):
     _with_bad_files(tmp_path)
     dm = VideoDataModule(root=str(tmp_path), frames=4, size=8, cache_dir=None)
-    with pytest.raises(ValueError, match=r"bad_files: 2 of 7 train video\(s\) cannot be read.*"
-                                         r"(noise.mp4: .*cut.mp4: |cut.mp4: .*noise.mp4: )"):
+    with pytest.raises(ValueError, match=r"2 of 7 train video\(s\) are corrupt \(skip_corrupt=True leaves them out\)"
+                                         r": .*(noise.mp4' .*cut.mp4' |cut.mp4' .*noise.mp4' )"):
         dm.setup("fit")
     # a file that passes the probe but is cut inside: the error names it when it is read
     meta = json.loads((tmp_path / "metadata.json").read_text())
@@ -606,8 +606,8 @@ def test_bad_clip_arguments_are_named(tmp_path):
         sample_indices(4, 0)
     with pytest.raises(ValueError, match="labels: expected one label per file"):
         VideoClips(["a.mp4"], [1.0, 0.0])
-    with pytest.raises(ValueError, match="on_error: expected 'raise' or 'skip'"):
-        VideoClips(["a.mp4"], on_error="warn")
+    with pytest.raises(ValueError, match="skip_corrupt: expected True or False"):
+        VideoClips(["a.mp4"], skip_corrupt="warn")
 
 
 def test_root_none_uses_the_embedded_default_under_data_dir(tmp_path, monkeypatch):
@@ -631,8 +631,8 @@ def test_root_none_uses_the_embedded_default_under_data_dir(tmp_path, monkeypatc
     assert sorted(dm.train_set.files + dm.val_set.files) == ["fake0.mp4", "fake1.mp4", "real0.mp4", "real1.mp4"]
 
 
-def test_predict_never_drops_a_clip_mid_run(tmp_path):
-    # the prediction writer pairs rows with files by position: a clip failing there must raise
+def test_predict_leaves_out_a_clip_failing_mid_run_only_with_skip_corrupt(tmp_path):
+    # (the prediction writers leave the row of a clip left out mid-run out: zoo.callbacks)
     _dfdc(tmp_path / "dfdc", n_real=2, split=True)
     pred = tmp_path / "pred"
     pred.mkdir()
@@ -640,10 +640,14 @@ def test_predict_never_drops_a_clip_mid_run(tmp_path):
     (pred / "b.mp4").write_bytes(b"not a video")
     src = write_mp4(tmp_path / "src.mp4", _moving(30), fps=10, gop=5, faststart=True)
     _truncate(src, pred / "c.mp4", 0.5)
-    dm = VideoDataModule(root=str(tmp_path / "dfdc"), frames=4, size=8, cache_dir=None, bad_files="skip",
-                         predict_dir=str(pred), batch_size=4)
-    with pytest.warns(UserWarning, match=r"leaving out 1 of 3 predict video\(s\): b.mp4"):
+    kwargs = dict(root=str(tmp_path / "dfdc"), frames=4, size=8, cache_dir=None, predict_dir=str(pred),
+                  batch_size=4)
+    with pytest.raises(ValueError, match=r"b.mp4' cannot be opened"):
+        VideoDataModule(**kwargs).setup("predict")
+    dm = VideoDataModule(**kwargs, skip_corrupt=True)
+    with pytest.warns(UserWarning, match=r"leaving out 1 of 3 predict video\(s\): .*b.mp4"):
         dm.setup("predict")
     assert dm.predict_set.files == ["a.mp4", "c.mp4"]
-    with pytest.raises(ValueError, match=r"c.mp4'"):
-        next(iter(dm.predict_dataloader()))
+    with pytest.warns(UserWarning, match=r"c.mp4'"):
+        (x, y), = list(dm.predict_dataloader())
+    assert x.shape[0] == 1 and dm.predict_set.corrupt.was_skipped(1) and not dm.predict_set.corrupt.was_skipped(0)

@@ -1,5 +1,6 @@
 """LightningDataModules, datasets and transforms, one file per task."""
 from .classification import DigitsDataModule, ImageFolderDataModule, load_digits_images
+from .corrupt import CorruptFileError, CorruptFileWarning, CorruptItems, SkipCollate
 from .detection import (
     INSECT_CLASSES,
     DetectionDataModule,
@@ -42,6 +43,10 @@ from .video import (
 )
 
 __all__ = [
+    "CorruptFileError",
+    "CorruptFileWarning",
+    "CorruptItems",
+    "SkipCollate",
     "DigitsDataModule",
     "ImageFolderDataModule",
     "load_digits_images",

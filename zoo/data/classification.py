@@ -12,6 +12,7 @@ from torchvision.transforms import v2
 
 from ..registry import IMAGENET_MEAN, IMAGENET_STD, get_spec
 from .base import SplitDataModule
+from .corrupt import CorruptItems, SkipCollate, check_skip_corrupt
 from .images import is_image_file, list_images, read_image
 
 
@@ -52,18 +53,36 @@ def _split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]
 
 
 class ImageFiles(Dataset):
-    """A flat folder of image files (for prediction): item = ``(image, index)``; ``files`` lists them."""
+    """A flat folder of image files (for prediction): item = ``(image, index)``; ``files`` lists them.
+    A corrupt file raises naming it, or with ``skip_corrupt`` gives None (see :mod:`zoo.data.corrupt`)."""
 
-    def __init__(self, root: str, transform: Callable | None = None) -> None:
+    def __init__(self, root: str, transform: Callable | None = None, skip_corrupt: bool = False) -> None:
         self.files = list_images(root, "predict_dir")
         self.transform = transform
+        self.corrupt = CorruptItems(skip_corrupt, len(self.files))
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int):
+    def _item(self, i: int):
         img = read_image(self.files[i])
         return (self.transform(img) if self.transform else img), i
+
+    def __getitem__(self, i: int):
+        return self.corrupt.read(i, lambda: self._item(i))
+
+
+class CheckedImageFolder(datasets.ImageFolder):
+    """torchvision's ImageFolder read with :func:`zoo.data.images.read_image`: a corrupt image
+    raises :class:`~zoo.data.corrupt.CorruptFileError` naming it, or with ``skip_corrupt`` the
+    item is None (left out of its batch by the datamodule's collate) and counted in ``corrupt``."""
+
+    def __init__(self, root: str, transform: Callable | None = None, skip_corrupt: bool = False) -> None:
+        super().__init__(root, transform=transform, loader=read_image, is_valid_file=is_image_file)
+        self.corrupt = CorruptItems(skip_corrupt, len(self.samples))
+
+    def __getitem__(self, i: int):
+        return self.corrupt.read(i, lambda: super(CheckedImageFolder, self).__getitem__(i))
 
 
 def _folder_classes(root: str, arg: str) -> list[str]:
@@ -76,10 +95,10 @@ def _folder_classes(root: str, arg: str) -> list[str]:
     return classes
 
 
-def _folder(root: str, arg: str, transform: Callable) -> datasets.ImageFolder:
+def _folder(root: str, arg: str, transform: Callable, skip_corrupt: bool = False) -> CheckedImageFolder:
     _folder_classes(root, arg)
     try:
-        return datasets.ImageFolder(root, transform=transform, loader=read_image, is_valid_file=is_image_file)
+        return CheckedImageFolder(root, transform, skip_corrupt)
     except FileNotFoundError as err:
         raise ValueError(f"{arg}: {root!r} is not an ImageFolder tree (one sub-folder per class): {err}") from err
 
@@ -93,7 +112,14 @@ class ImageFolderDataModule(SplitDataModule):
     (the CLI links the model's). Training adds RandomResizedCrop + horizontal flip when
     ``augment``. ``classes`` (the sub-folder names of ``train_dir``) is known from the
     start; the CLI passes it to the model.
+
+    A corrupt image (truncated, not an image, empty) raises ``ValueError`` naming it when it is
+    read; with ``skip_corrupt`` it is left out of its batch with a warning and counted
+    (``data/skipped_<stage>`` per epoch, :class:`zoo.callbacks.SkippedItems`).
     """
+
+    #: torch's default collate over the items that are not None (skip_corrupt)
+    collate_fn = SkipCollate()
 
     def __init__(
         self,
@@ -110,8 +136,10 @@ class ImageFolderDataModule(SplitDataModule):
         std: Sequence[float] | None = None,
         augment: bool = True,
         seed: int = 0,
+        skip_corrupt: bool = False,
     ) -> None:
         super().__init__()
+        check_skip_corrupt(skip_corrupt)
         if image_size < 1:
             raise ValueError(f"image_size: expected >= 1, got {image_size}")
         if batch_size < 1:
@@ -132,18 +160,21 @@ class ImageFolderDataModule(SplitDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
-        train = _folder(hp.train_dir, "train_dir", self._transforms(True))
+        skip = hp.skip_corrupt
+        train = _folder(hp.train_dir, "train_dir", self._transforms(True), skip)
         if hp.val_dir is not None:
-            val = _folder(hp.val_dir, "val_dir", self._transforms(False))
+            val = _folder(hp.val_dir, "val_dir", self._transforms(False), skip)
             if val.classes != train.classes:
                 raise ValueError(f"val_dir: classes {val.classes} differ from train_dir's {train.classes}")
             self.train_set, self.val_set = train, val
         else:
             train_idx, val_idx = _split(len(train), hp.val_fraction, hp.seed)
-            val = _folder(hp.train_dir, "train_dir", self._transforms(False))
+            val = _folder(hp.train_dir, "train_dir", self._transforms(False), skip)
             self.train_set, self.val_set = Subset(train, train_idx), Subset(val, val_idx)
-        self.test_set = _folder(hp.test_dir, "test_dir", self._transforms(False)) if hp.test_dir else self.val_set
-        self.predict_set = ImageFiles(hp.predict_dir, self._transforms(False)) if hp.predict_dir else self.val_set
+        self.test_set = (_folder(hp.test_dir, "test_dir", self._transforms(False), skip) if hp.test_dir
+                         else self.val_set)
+        self.predict_set = (ImageFiles(hp.predict_dir, self._transforms(False), skip) if hp.predict_dir
+                            else self.val_set)
 
 
 def load_digits_images(image_size: int = 32, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,7 +209,8 @@ class DigitsDataModule(SplitDataModule):
     ``val_fraction`` val; the val split also serves test and predict. Grey images
     are repeated to ``channels`` channels and normalised with ``mean``/``std``, or
     the model spec's of ``arch`` (the CLI links the model's). Training adds small random
-    shifts when ``augment``. ``classes`` are the digits ``"0"`` to ``"9"``.
+    shifts when ``augment``. ``classes`` are the digits ``"0"`` to ``"9"``. ``skip_corrupt`` is
+    accepted like every datamodule's and changes nothing: the digits are in memory, never corrupt.
     """
 
     num_classes = 10
@@ -196,8 +228,10 @@ class DigitsDataModule(SplitDataModule):
         std: Sequence[float] | None = None,
         augment: bool = True,
         seed: int = 0,
+        skip_corrupt: bool = False,
     ) -> None:
         super().__init__()
+        check_skip_corrupt(skip_corrupt)
         if image_size < 8:
             raise ValueError(f"image_size: expected >= 8 (the digits are 8x8), got {image_size}")
         if channels not in (1, 3):

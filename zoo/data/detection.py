@@ -39,6 +39,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..ops.boxes import shape_iou
 from .base import SplitDataModule
+from .corrupt import CorruptFileError, CorruptItems, SkipCollate, check_skip_corrupt
 from .images import IMAGE_SUFFIXES, list_images, open_image
 from .synthetic_insects import GENERATOR_VERSION, INSECT_CLASSES, synthetic_insects
 
@@ -57,30 +58,36 @@ def read_voc_xml(path: str | os.PathLike, classes: Sequence[str] = INSECT_CLASSE
     xyxy pixels, "labels": int64 [n] (index into ``classes``), "difficult": bool [n]}``.
     Coordinates are taken as written; a box may stick out of the image by up to 1 px
     (VOC's 1-based coordinates) and is then clipped to it. A malformed file, a missing
-    size or bndbox field, an unknown class name, a box outside the image or an empty
-    box (x2 <= x1 or y2 <= y1) raises ``ValueError`` naming the file.
+    size or bndbox field, a coordinate that is not a finite number, a box outside the image or
+    an empty box (x2 <= x1 or y2 <= y1) raises :class:`~zoo.data.corrupt.CorruptFileError` (a
+    ``ValueError``) naming the file; an unknown class name raises a plain ``ValueError`` (the
+    ``classes`` given do not fit the data: ``skip_corrupt`` never skips that).
     """
     path = os.fspath(path)
     try:
         root = ET.parse(path).getroot()
-    except (ET.ParseError, OSError) as err:
-        raise ValueError(f"annotation {path!r}: not a readable XML file: {err}") from err
+    except (ET.ParseError, OSError, UnicodeError) as err:
+        raise CorruptFileError(path, f"annotation {path!r}: not a readable XML file: {err}") from err
 
     def number(node: ET.Element, tag: str, where: str) -> float:
         child = node.find(tag)
         if child is None or child.text is None or not child.text.strip():
-            raise ValueError(f"annotation {path!r}: {where} has no <{tag}>")
+            raise CorruptFileError(path, f"annotation {path!r}: {where} has no <{tag}>")
         try:
-            return float(child.text)
+            value = float(child.text)
         except ValueError:
-            raise ValueError(f"annotation {path!r}: {where} <{tag}> is not a number: {child.text!r}") from None
+            value = math.nan
+        if not math.isfinite(value):
+            raise CorruptFileError(path, f"annotation {path!r}: {where} <{tag}> is not a number: {child.text!r}")
+        return value
 
     size = root.find("size")
     if size is None:
-        raise ValueError(f"annotation {path!r}: no <size> element")
+        raise CorruptFileError(path, f"annotation {path!r}: no <size> element")
     width, height = number(size, "width", "<size>"), number(size, "height", "<size>")
     if width < 1 or height < 1 or width != int(width) or height != int(height):
-        raise ValueError(f"annotation {path!r}: <size> must be positive whole pixels, got {width} x {height}")
+        raise CorruptFileError(path, f"annotation {path!r}: <size> must be positive whole pixels, got "
+                                     f"{width} x {height}")
     width, height = int(width), int(height)
     index = {name: i for i, name in enumerate(classes)}
     boxes, labels, difficult = [], [], []
@@ -89,31 +96,31 @@ def read_voc_xml(path: str | os.PathLike, classes: Sequence[str] = INSECT_CLASSE
         name_node = obj.find("name")
         name = name_node.text.strip() if name_node is not None and name_node.text else None
         if name is None:
-            raise ValueError(f"annotation {path!r}: {where} has no <name>")
+            raise CorruptFileError(path, f"annotation {path!r}: {where} has no <name>")
         if name not in index:
             raise ValueError(f"annotation {path!r}: {where} has unknown class {name!r}; known classes: "
                              f"{', '.join(classes)}")
         bb = obj.find("bndbox")
         if bb is None:
-            raise ValueError(f"annotation {path!r}: {where} ({name}) has no <bndbox>")
+            raise CorruptFileError(path, f"annotation {path!r}: {where} ({name}) has no <bndbox>")
         x1, y1, x2, y2 = (number(bb, t, f"{where} ({name}) <bndbox>") for t in ("xmin", "ymin", "xmax", "ymax"))
         if x2 <= x1 or y2 <= y1:
-            raise ValueError(f"annotation {path!r}: {where} ({name}) box {[x1, y1, x2, y2]} is empty "
-                             "(needs xmax > xmin and ymax > ymin)")
+            raise CorruptFileError(path, f"annotation {path!r}: {where} ({name}) box {[x1, y1, x2, y2]} is empty "
+                                         "(needs xmax > xmin and ymax > ymin)")
         tol = BOX_TOLERANCE
         if x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
-            raise ValueError(f"annotation {path!r}: {where} ({name}) box {[x1, y1, x2, y2]} lies outside the "
-                             f"{width} x {height} image")
+            raise CorruptFileError(path, f"annotation {path!r}: {where} ({name}) box {[x1, y1, x2, y2]} lies "
+                                         f"outside the {width} x {height} image")
         x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
         if x2 <= x1 or y2 <= y1:  # e.g. xmin = width, xmax = width + 1
-            raise ValueError(f"annotation {path!r}: {where} ({name}) box is empty once clipped to the "
-                             f"{width} x {height} image")
+            raise CorruptFileError(path, f"annotation {path!r}: {where} ({name}) box is empty once clipped to "
+                                         f"the {width} x {height} image")
         diff = obj.find("difficult")
         try:
             is_difficult = diff is not None and diff.text is not None and int(float(diff.text)) != 0
-        except ValueError:
-            raise ValueError(f"annotation {path!r}: {where} ({name}) <difficult> is not a number: "
-                             f"{diff.text!r}") from None
+        except (ValueError, OverflowError):
+            raise CorruptFileError(path, f"annotation {path!r}: {where} ({name}) <difficult> is not a number: "
+                                         f"{diff.text!r}") from None
         boxes.append((x1, y1, x2, y2))
         labels.append(index[name])
         difficult.append(is_difficult)
@@ -301,8 +308,8 @@ def _load(transforms: Callable | None, path: str, target: dict[str, Tensor], xml
     """Read ``path`` and apply ``transforms``: ``(image, target, meta)``."""
     img, (w, h) = open_image(path, getattr(transforms, "img_size", None))
     if xml_size is not None and (w, h) != tuple(xml_size):
-        raise ValueError(f"image {path!r} is {w} x {h} but its annotation {xml!r} says <size> "
-                         f"{xml_size[0]} x {xml_size[1]}")
+        raise CorruptFileError(path, f"image {path!r} is {w} x {h} but its annotation {xml!r} says <size> "
+                                     f"{xml_size[0]} x {xml_size[1]}")
     dw, dh = img.size
     if (dw, dh) != (w, h):  # decoded at a reduced scale
         target = dict(target, boxes=target["boxes"] * torch.tensor([dw / w, dh / h, dw / w, dh / h]))
@@ -321,7 +328,11 @@ class VOCDetection(Dataset):
     Reads ``root/{split}/annotations/xmls/*.xml`` (sorted by stem) with the image
     ``root/{split}/images/<stem>.jpeg`` (or ``.jpg`` / ``.png``). Every annotation is parsed
     and every image located at construction, so a broken dataset fails before training
-    (``ValueError`` / ``FileNotFoundError`` naming the file).
+    (``ValueError`` / ``FileNotFoundError`` naming the file). Images are decoded when read: a
+    corrupt one, or one whose size differs from its annotation's, raises ``ValueError`` naming it
+    then. With ``skip_corrupt`` a corrupt annotation is left out at construction (one warning,
+    ``corrupt.left_out``) and a corrupt image when read (the item is None, see
+    :mod:`zoo.data.corrupt`).
 
     ``transforms(pil_image, target) -> (image, target, {"scale", "pad"})``, e.g.
     :func:`train_transforms` / :func:`eval_transforms`; without it the image is the
@@ -341,8 +352,10 @@ class VOCDetection(Dataset):
         transforms: Callable | None = None,
         use_difficult: bool = False,
         drop_difficult: bool = False,
+        skip_corrupt: bool = False,
     ) -> None:
         self.root, self.split = os.fspath(root), split
+        self.corrupt = CorruptItems(skip_corrupt)
         self.classes = tuple(classes)
         _check_classes(self.classes)
         self.transforms, self.use_difficult, self.drop_difficult = transforms, use_difficult, drop_difficult
@@ -361,15 +374,19 @@ class VOCDetection(Dataset):
                 stem, ext = os.path.splitext(f)
                 if ext.lower() in rank:
                     images.setdefault(stem, os.path.join(img_dir, f))
-        self.records: list[dict[str, Any]] = []
-        for f in xmls:
+
+        def record(f: str) -> dict[str, Any]:
             stem, xml_path = f[:-4], os.path.join(xml_dir, f)
             if stem not in images:
                 raise FileNotFoundError(f"annotation {xml_path!r}: no image for it, expected "
                                         f"{os.path.join(img_dir, stem + IMAGE_SUFFIXES[0])!r} (or another of {', '.join(IMAGE_SUFFIXES[1:])})")
             rec = read_voc_xml(xml_path, self.classes)
             rec["xml"], rec["image"] = xml_path, images[stem]
-            self.records.append(rec)
+            return rec
+
+        self.records: list[dict[str, Any]] = [rec for _, rec in self.corrupt.scan(xmls, record,
+                                                                                  f"{split} annotation(s)")]
+        self.corrupt.resize(len(self.records))
 
     def __len__(self) -> int:
         return len(self.records)
@@ -384,23 +401,27 @@ class VOCDetection(Dataset):
             boxes, labels, difficult = boxes[~difficult], labels[~difficult], difficult[~difficult]
         return {"boxes": boxes.clone(), "labels": labels.clone(), "iscrowd": difficult.to(torch.int64)}
 
-    def __getitem__(self, i: int) -> tuple[Tensor, dict[str, Tensor], dict[str, Any]]:
+    def __getitem__(self, i: int) -> tuple[Tensor, dict[str, Tensor], dict[str, Any]] | None:
         rec = self.records[i]
-        return _load(self.transforms, rec["image"], self.target(i), rec["xml"], rec["size"])
+        return self.corrupt.read(i, lambda: _load(self.transforms, rec["image"], self.target(i), rec["xml"],
+                                                  rec["size"]))
 
 
 class DetectionImages(Dataset):
-    """Every image in a folder (sorted): item = ``(image, empty target, meta)``."""
+    """Every image in a folder (sorted): item = ``(image, empty target, meta)``; a corrupt image
+    raises naming it, or with ``skip_corrupt`` gives None."""
 
-    def __init__(self, root: str | os.PathLike, transforms: Callable | None = None) -> None:
+    def __init__(self, root: str | os.PathLike, transforms: Callable | None = None,
+                 skip_corrupt: bool = False) -> None:
         self.files = list_images(root, "predict_dir")
         self.transforms = transforms
+        self.corrupt = CorruptItems(skip_corrupt, len(self.files))
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> tuple[Tensor, dict[str, Tensor], dict[str, Any]]:
-        return _load(self.transforms, self.files[i], _empty_target())
+    def __getitem__(self, i: int) -> tuple[Tensor, dict[str, Tensor], dict[str, Any]] | None:
+        return self.corrupt.read(i, lambda: _load(self.transforms, self.files[i], _empty_target()))
 
 
 # --------------------------------------------------------------------------------------
@@ -591,9 +612,15 @@ class DetectionDataModule(SplitDataModule):
     each training batch to a random multiple of 32 in it. Batches are
     ``(images, targets, metas)``, see the module docstring. The CLI passes ``classes``
     and ``img_size`` on to the detector.
+
+    Corrupt data (a malformed or impossible annotation, an image that does not decode or does not
+    match its annotation's size) raises ``ValueError`` naming the file: annotations at ``setup``,
+    images when read. With ``skip_corrupt`` those items are left out with a warning and counted
+    (``data/skipped_<stage>`` per epoch, :class:`zoo.callbacks.SkippedItems`).
     """
 
-    collate_fn = staticmethod(detection_collate)
+    #: :func:`detection_collate` over the items that are not None (skip_corrupt)
+    collate_fn = SkipCollate(detection_collate)
 
     def __init__(
         self,
@@ -608,8 +635,10 @@ class DetectionDataModule(SplitDataModule):
         predict_dir: str | None = None,
         synthetic: dict | None = None,
         data_dir: str = "runs/data",
+        skip_corrupt: bool = False,
     ) -> None:
         super().__init__()
+        check_skip_corrupt(skip_corrupt)
         if img_size < 32 or img_size % 32:
             raise ValueError(f"img_size: expected a multiple of 32 (the network stride), got {img_size}")
         if batch_size < 1:
@@ -645,7 +674,7 @@ class DetectionDataModule(SplitDataModule):
 
     def _split(self, split: str, transforms: DetectionTransforms, train: bool = False) -> VOCDetection:
         return VOCDetection(self._root, split, self.classes, transforms, self.hparams.use_difficult,
-                            drop_difficult=train)
+                            drop_difficult=train, skip_corrupt=self.hparams.skip_corrupt)
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
@@ -670,7 +699,8 @@ class DetectionDataModule(SplitDataModule):
             has_test = os.path.isdir(os.path.join(self._root, "test", "annotations", "xmls"))
             self.test_set = self._split("test", evaluate) if has_test else val()
         if stage in (None, "predict") and self.predict_set is None:
-            self.predict_set = DetectionImages(hp.predict_dir, evaluate) if hp.predict_dir is not None else val()
+            self.predict_set = (DetectionImages(hp.predict_dir, evaluate, hp.skip_corrupt)
+                                if hp.predict_dir is not None else val())
 
     def train_collate(self) -> Callable:
-        return MultiScaleCollate(self.sizes) if self.sizes else detection_collate
+        return SkipCollate(MultiScaleCollate(self.sizes)) if self.sizes else self.collate_fn

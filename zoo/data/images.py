@@ -5,6 +5,8 @@ import os
 
 from PIL import Image
 
+from .corrupt import CorruptFileError
+
 #: image file suffixes the datamodules read, in order of preference when one stem has several
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -15,7 +17,9 @@ def is_image_file(path: str | os.PathLike) -> bool:
 
 
 def open_image(path: str | os.PathLike, min_size: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
-    """``(RGB image, (width, height) stored in the file)``; an unreadable file raises ``ValueError`` naming it.
+    """``(RGB image, (width, height) stored in the file)``; an unreadable file (missing, empty,
+    truncated, not an image) raises :class:`~zoo.data.corrupt.CorruptFileError` (a ``ValueError``)
+    naming it.
 
     With ``min_size`` a JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, in the DCT
     domain: several times faster) as long as both sides stay >= ``min_size``.
@@ -28,8 +32,10 @@ def open_image(path: str | os.PathLike, min_size: int | None = None) -> tuple[Im
             if min_size is not None and img.format == "JPEG":
                 img.draft("RGB", (min_size, min_size))
             return img.convert("RGB"), size
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"image file {path!r} cannot be read as an image: {err}") from err
+    except Exception as err:  # noqa: BLE001 - whatever a damaged file makes PIL raise (OSError,
+        # SyntaxError "broken PNG file", EOFError, struct.error, ...) is reported as the file's fault
+        raise CorruptFileError(path, f"image file {path!r} cannot be read as an image "
+                                     f"({type(err).__name__}: {err})") from err
 
 
 def read_image(path: str | os.PathLike) -> Image.Image:

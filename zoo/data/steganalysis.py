@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import uuid
+import warnings
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -41,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..registry import get_spec
 from .base import SplitDataModule
+from .corrupt import CorruptFileError, CorruptFileWarning, CorruptItems, SkipCollate, check_skip_corrupt
 from .images import is_image_file, list_images
 
 #: the embedding algorithms :func:`embed_image` knows (all spatial-domain)
@@ -134,15 +136,18 @@ def embed_image(cover: np.ndarray, algorithm: str, payload: float, seed: int = 0
 def read_pixels(path: str | os.PathLike, arg: str = "cover_dir") -> np.ndarray:
     """The 8-bit pixels of an image file: uint8 ``[H, W]`` (grey, PIL mode ``L``) or ``[H, W, 3]``
     (``RGB``). Any other pixel format (16-bit, float, palette, alpha, 1-bit) raises ``ValueError``
-    naming the file and ``arg``: converting it would change the pixels a stego signal lives in."""
+    naming the file and ``arg``: converting it would change the pixels a stego signal lives in. A
+    file that is not a readable image (missing, empty, truncated) raises
+    :class:`~zoo.data.corrupt.CorruptFileError` (a ``ValueError``) naming it."""
     path = os.fspath(path)
     try:
         with Image.open(path) as img:
             mode = img.mode
             if mode in ("L", "RGB"):
                 return np.asarray(img.convert(mode), dtype=np.uint8).copy()
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"{arg}: {path!r} cannot be read as an image: {err}") from err
+    except Exception as err:  # noqa: BLE001 - whatever a damaged file makes PIL raise is the file's fault
+        raise CorruptFileError(path, f"{arg}: {path!r} cannot be read as an image "
+                                     f"({type(err).__name__}: {err})") from err
     raise ValueError(f"{arg}: {path!r} is not an 8-bit grey or RGB image (PIL mode {mode!r}); "
                      "steganalysis needs 8-bit pixels (mode 'L' or 'RGB')")
 
@@ -196,6 +201,7 @@ def embed_covers(
     embed: dict,
     workers: int | None = None,
     progress: bool = True,
+    skip_corrupt: bool = False,
 ) -> tuple[list[str], int]:
     """Embed every cover once, caching the stego PNGs in ``out_dir`` (one per cover, same stem).
 
@@ -203,7 +209,9 @@ def embed_covers(
     already there and not older than its cover is reused, so a second call embeds nothing.
     ``workers`` processes embed in parallel (None: one per CPU; 0: in this process); a progress
     bar counts the images when ``progress``. Covers are only read. An unreadable or non-8-bit
-    cover raises ``ValueError`` naming it (images embedded before it stay cached).
+    cover raises ``ValueError`` naming it (images embedded before it stay cached); with
+    ``skip_corrupt`` an unreadable cover is passed over with a warning instead (its stego path is
+    returned but not written: reading the pair later fails on the cover, which is then skipped).
     """
     embed = check_embed(embed)[0]
     out = Path(out_dir)
@@ -221,10 +229,20 @@ def embed_covers(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc=f"embedding {embed_key(embed)}", unit="img")
+    corrupt: list[str] = []
+
+    def failed(err: CorruptFileError) -> None:
+        if not skip_corrupt:
+            raise err
+        corrupt.append(str(err))
+
     try:
         if workers == 0 or len(todo) == 1:
             for c, s in todo:
-                _embed_file(c, s, embed)
+                try:
+                    _embed_file(c, s, embed)
+                except CorruptFileError as err:
+                    failed(err)
                 if bar is not None:
                     bar.update(1)
         else:
@@ -232,7 +250,10 @@ def embed_covers(
                 futures = [pool.submit(_embed_file, c, s, embed) for c, s in todo]
                 try:
                     for fut in as_completed(futures):
-                        fut.result()
+                        try:
+                            fut.result()
+                        except CorruptFileError as err:
+                            failed(err)
                         if bar is not None:
                             bar.update(1)
                 except BaseException:
@@ -242,7 +263,10 @@ def embed_covers(
     finally:
         if bar is not None:
             bar.close()
-    return stegos, len(todo)
+    if corrupt:
+        warnings.warn(f"skip_corrupt: {len(corrupt)} cover(s) not embedded: {'; '.join(corrupt)}",
+                      CorruptFileWarning, stacklevel=2)
+    return stegos, len(todo) - len(corrupt)
 
 
 # --------------------------------------------------------------------------------------
@@ -295,17 +319,21 @@ class StegoPairs(Dataset):
     ``crop``: a ``crop x crop`` window at the same place in every image of the item (random when
     ``train``, else centred; None: the whole image). ``augment`` (with ``train``) also draws a
     random rot90 and a horizontal flip, once per item, applied to every image of it. A cover and its stego of
-    different sizes raise ``ValueError`` naming both files.
+    different sizes raise ``ValueError`` naming both files. A file of the item that cannot be read
+    (or a size mismatch) raises :class:`~zoo.data.corrupt.CorruptFileError` naming it, or with
+    ``skip_corrupt`` makes the whole item None (left out of its batch and counted).
     """
 
     def __init__(self, covers: Sequence[str], stegos: Sequence[Sequence[str]], channels: int = 1,
-                 crop: int | None = None, train: bool = False, augment: bool = True) -> None:
+                 crop: int | None = None, train: bool = False, augment: bool = True,
+                 skip_corrupt: bool = False) -> None:
         if any(len(s) != len(covers) for s in stegos):
             raise ValueError("stegos: every list must have one file per cover")
         self.covers = list(covers)
         self.stegos = [list(s) for s in stegos]
         self.files = self.covers
         self.channels, self.crop, self.train, self.augment = channels, crop, train, augment
+        self.corrupt = CorruptItems(skip_corrupt, len(self.covers))
 
     def __len__(self) -> int:
         return len(self.covers)
@@ -323,14 +351,17 @@ class StegoPairs(Dataset):
             top, left = (h - c) // 2, (w - c) // 2
         return top, left, c, c
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return self.corrupt.read(i, lambda: self._item(i))
+
+    def _item(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         paths = [self.covers[i]] + [s[i] for s in self.stegos]
         args = ["cover_dir"] + ["stego_dir"] * len(self.stegos)
         pixels = [read_pixels(p, a) for p, a in zip(paths, args)]
         for p, x in zip(paths[1:], pixels[1:]):
             if x.shape != pixels[0].shape:
-                raise ValueError(f"stego_dir: {p!r} ({x.shape}) and its cover {paths[0]!r} "
-                                 f"({pixels[0].shape}) differ in size")
+                raise CorruptFileError(p, f"stego_dir: {p!r} ({x.shape}) and its cover {paths[0]!r} "
+                                          f"({pixels[0].shape}) differ in size")
         imgs = torch.stack([_to_tensor(x, self.channels, p, a) for x, p, a in zip(pixels, paths, args)])
         top, left, h, w = self._window(imgs.shape[-2], imgs.shape[-1], paths[0])
         imgs = imgs[..., top:top + h, left:left + w]
@@ -354,16 +385,21 @@ def pair_collate(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[to
 
 class ImagesForPrediction(Dataset):
     """A flat folder of images for ``predict``: item ``(image [C, H, W] float32 0..255, index)``,
-    centre-cropped to ``crop`` when given; ``files`` lists them."""
+    centre-cropped to ``crop`` when given; ``files`` lists them. A corrupt file raises naming it,
+    or with ``skip_corrupt`` gives None."""
 
-    def __init__(self, root: str, channels: int, crop: int | None = None) -> None:
+    def __init__(self, root: str, channels: int, crop: int | None = None, skip_corrupt: bool = False) -> None:
         self.files = list_images(root, "predict_dir")
         self.channels, self.crop = channels, crop
+        self.corrupt = CorruptItems(skip_corrupt, len(self.files))
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | None:
+        return self.corrupt.read(i, lambda: self._item(i))
+
+    def _item(self, i: int) -> tuple[torch.Tensor, int]:
         path = self.files[i]
         x = _to_tensor(read_pixels(path, "predict_dir"), self.channels, path, "predict_dir")
         if self.crop is not None:
@@ -502,6 +538,11 @@ class StegoDataModule(SplitDataModule):
     size) and, with ``augment``, rot90 and a flip, the same for every image of a pair; val,
     test and predict use centred crops. ``channels`` defaults to the model's input channels
     (``arch``, linked by the CLI), else 1.
+
+    A cover or stego file that cannot be read raises ``ValueError`` naming it when its pair is
+    read; with ``skip_corrupt`` the pair is left out of its batch with a warning and counted
+    (``data/skipped_<stage>`` per epoch, :class:`zoo.callbacks.SkippedItems`), and a corrupt
+    cover is not embedded.
     """
 
     def __init__(
@@ -521,8 +562,10 @@ class StegoDataModule(SplitDataModule):
         embed_workers: int | None = None,
         data_dir: str = "runs/data",
         seed: int = 0,
+        skip_corrupt: bool = False,
     ) -> None:
         super().__init__()
+        check_skip_corrupt(skip_corrupt)
         if stego_dir is not None and embed is not None:
             raise ValueError("stego_dir, embed: give one source of stego images, not both")
         if cover_dir is not None and stego_dir is None and embed is None:
@@ -591,7 +634,8 @@ class StegoDataModule(SplitDataModule):
         covers = self._covers()
         if self._embeds is not None:
             cover_root = hp.cover_dir or os.path.dirname(covers[0])
-            stegos = [embed_covers(covers, cache_folder(hp.cache_dir, cover_root, e), e, hp.embed_workers)[0]
+            stegos = [embed_covers(covers, cache_folder(hp.cache_dir, cover_root, e), e, hp.embed_workers,
+                                   skip_corrupt=hp.skip_corrupt)[0]
                       for e in self._embeds]
         else:
             stegos = [match_by_name(covers, d) for d in self._stego_dirs]
@@ -605,13 +649,20 @@ class StegoDataModule(SplitDataModule):
 
         def subset(idx: list[int], train: bool) -> StegoPairs:
             return StegoPairs([covers[i] for i in idx], [[s[i] for i in idx] for s in stegos], self.channels,
-                              hp.crop_size, train=train, augment=hp.augment)
+                              hp.crop_size, train=train, augment=hp.augment, skip_corrupt=hp.skip_corrupt)
 
         self.train_set = subset(train_idx, True)
         self.val_set = subset(val_idx, False)
         self.test_set = self.val_set
-        self.predict_set = (ImagesForPrediction(hp.predict_dir, self.channels, hp.crop_size)
+        self.predict_set = (ImagesForPrediction(hp.predict_dir, self.channels, hp.crop_size, hp.skip_corrupt)
                             if hp.predict_dir is not None else self.val_set)
+
+    def train_collate(self) -> Callable:
+        return SkipCollate(pair_collate)
+
+    def train_batch_size(self) -> int:
+        """Pairs (cover + its stegos) per training batch: ``batch_size // group_size``."""
+        return self.hparams.batch_size // self.group_size
 
     def _loader(self, ds: Dataset | None, shuffle: bool, collate_fn: Callable | None = None) -> DataLoader:
         if ds is None:
@@ -620,7 +671,7 @@ class StegoDataModule(SplitDataModule):
         pairs = isinstance(ds, StegoPairs)
         return DataLoader(ds, batch_size=hp.batch_size // self.group_size if pairs else hp.batch_size,
                           shuffle=shuffle, num_workers=hp.num_workers,
-                          collate_fn=pair_collate if pairs else None,
+                          collate_fn=SkipCollate(pair_collate if pairs else None),
                           persistent_workers=hp.num_workers > 0)
 
 

@@ -29,11 +29,13 @@ stretched), stored as uint8 and, with a ``cache_dir``, saved once per (file, T, 
 so that later epochs decode nothing (:func:`load_clip`). Items are ``(clip float32 [T, 3, S, S]
 normalised with mean/std, label float32 scalar)``, batches ``(x [B, T, 3, S, S], y [B])``.
 
-Bad files. :class:`VideoDataModule` probes every file at ``setup`` (:func:`probe_video`):
-``bad_files="raise"`` names every bad file in one ``ValueError`` before any training step;
-``"skip"`` drops them with one warning. A file that probes fine but fails to decode later (e.g.
-truncated inside) raises naming the file, or, with ``"skip"``, is dropped from its batch with a
-warning (:func:`drop_failed_collate`) so that nothing else in the epoch is lost.
+Corrupt files (:mod:`zoo.data.corrupt`). :class:`VideoDataModule` probes every file at ``setup``
+(:func:`probe_video`): by default every bad file is named in one ``ValueError`` before any
+training step; with ``skip_corrupt=True`` they are left out with one warning. A file that probes
+fine but fails to decode later (e.g. truncated inside) raises naming the file, or, with
+``skip_corrupt``, is dropped from its batch with a warning (:func:`drop_failed_collate`) so that
+nothing else in the epoch is lost; every skipped clip is counted. ``bad_files="raise"|"skip"``
+is the deprecated spelling of ``skip_corrupt=False|True``.
 """
 from __future__ import annotations
 
@@ -55,8 +57,10 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, default_collate
 
 from ..registry import IMAGENET_MEAN, IMAGENET_STD
+from ..serialization import load_file
 from .base import SplitDataModule
 from .classification import resolve_norm
+from .corrupt import CorruptFileError, CorruptItems, SkipCollate, check_skip_corrupt
 
 #: label values of the DFDC labels
 LABELS = {"REAL": 0.0, "FAKE": 1.0}
@@ -245,14 +249,15 @@ def _open(path: str):
     opened or has no video stream."""
     av = _av()
     if not os.path.isfile(path):
-        raise ValueError(f"video: {path!r} does not exist")
+        raise CorruptFileError(path, f"video: {path!r} does not exist")
     try:
         container = av.open(path)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"video: {path!r} cannot be opened as a video (corrupt or truncated?): {err}") from err
+        raise CorruptFileError(path, f"video: {path!r} cannot be opened as a video (corrupt or truncated?): "
+                                     f"{err}") from err
     if not container.streams.video:
         container.close()
-        raise ValueError(f"video: {path!r} has no video stream")
+        raise CorruptFileError(path, f"video: {path!r} has no video stream")
     return container, container.streams.video[0]
 
 
@@ -287,18 +292,18 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         if n <= 0:
             n = _count_packets(container, stream)
             if n <= 0:
-                raise ValueError(f"video: {path!r} has a video stream with 0 frames")
+                raise CorruptFileError(path, f"video: {path!r} has a video stream with 0 frames")
             container.close()  # back to the start without relying on a seekable index
             container, stream = _open(path)
         rate = _rate(stream)
         if rate is None:
-            raise ValueError(f"video: {path!r} has no frame rate")
+            raise CorruptFileError(path, f"video: {path!r} has no frame rate")
         first = next(iter(container.decode(stream)), None)
         if first is None:
-            raise ValueError(f"video: {path!r} has no decodable frame")
+            raise CorruptFileError(path, f"video: {path!r} has no decodable frame")
         return VideoInfo(num_frames=int(n), fps=float(rate), width=int(first.width), height=int(first.height))
     except av.FFmpegError as err:
-        raise ValueError(f"video: {path!r} cannot be decoded (corrupt or truncated?): {err}") from err
+        raise CorruptFileError(path, f"video: {path!r} cannot be decoded (corrupt or truncated?): {err}") from err
     finally:
         container.close()
 
@@ -474,13 +479,14 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int], seek: bool = Tr
         if got is None:
             got, decoded = _decode_sequential(container, stream, targets)
     except av.FFmpegError as err:
-        raise ValueError(f"video: {path!r} cannot be decoded (corrupt or truncated?): {err}") from err
+        raise CorruptFileError(path, f"video: {path!r} cannot be decoded (corrupt or truncated?): {err}") from err
     finally:
         container.close()
     missing = [t for t in targets if t not in got]
     if missing:
-        raise ValueError(f"video: {path!r} has no frame(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}: "
-                         f"it ended after {decoded} decoded frame(s) (index beyond the end, or truncated data)")
+        raise CorruptFileError(path, f"video: {path!r} has no frame(s) {missing[:5]}"
+                                     f"{' ...' if len(missing) > 5 else ''}: it ended after {decoded} decoded "
+                                     "frame(s) (index beyond the end, or truncated data)")
     return np.stack([got[i] for i in order])
 
 
@@ -609,15 +615,16 @@ class VideoClips(Dataset):
     uint8 clip (after crop and resize) is saved there on its first read (:func:`cache_file`,
     written atomically, so several loader workers may share it) and loaded afterwards without
     decoding. ``num_frames``: the frame counts, when known (else each file is probed).
-    ``on_error``: "raise" lets a decoding ``ValueError`` (naming the file) through; "skip"
-    warns naming the file and returns None for the item, which :func:`drop_failed_collate`
-    leaves out of its batch. ``files`` lists the file names (basenames) in order.
+    A file that fails to decode raises :class:`~zoo.data.corrupt.CorruptFileError` naming it; with
+    ``skip_corrupt`` the item is None instead (with a warning, counted in ``corrupt``), which
+    :func:`drop_failed_collate` leaves out of its batch. ``files`` lists the file names (basenames)
+    in order.
     """
 
     def __init__(self, paths: Sequence[str | os.PathLike], labels: Sequence[float] | None = None, frames: int = 20,
                  size: int = 112, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                  train: bool = False, face_crop: bool = False, cache_dir: str | os.PathLike | None = None,
-                 num_frames: Sequence[int] | None = None, on_error: str = "raise",
+                 num_frames: Sequence[int] | None = None, skip_corrupt: bool = False,
                  crop_scale: float = 1.0) -> None:
         self.paths = [os.fspath(p) for p in paths]
         if isinstance(crop_scale, bool) or not isinstance(crop_scale, (int, float)) or not 0.0 < crop_scale <= 1.0:
@@ -630,8 +637,7 @@ class VideoClips(Dataset):
         for name, v in (("frames", frames), ("size", size)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error: expected 'raise' or 'skip', got {on_error!r}")
+        self.corrupt = CorruptItems(skip_corrupt, len(self.paths))
         if len(mean) != 3 or len(std) != 3:
             raise ValueError(f"mean/std: expected 3 values each (RGB), got {len(mean)} and {len(std)}")
         self.labels = None if labels is None else [float(v) for v in labels]
@@ -639,7 +645,6 @@ class VideoClips(Dataset):
         self.files = [os.path.basename(p) for p in self.paths]
         self.frames, self.size, self.train, self.face_crop = frames, size, train, face_crop
         self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
-        self.on_error = on_error
         self.mean = torch.tensor([float(m) for m in mean]).view(1, 3, 1, 1)
         self.std = torch.tensor([float(s) for s in std]).view(1, 3, 1, 1)
 
@@ -655,7 +660,7 @@ class VideoClips(Dataset):
         target = cache_file(self.cache_dir, path, self.frames, self.size, self.face_crop)
         if target.is_file():
             try:
-                x = torch.load(target, weights_only=True)
+                x = load_file(target)
                 if isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and \
                         tuple(x.shape) == (self.frames, 3, self.size, self.size):
                     return x
@@ -666,12 +671,8 @@ class VideoClips(Dataset):
         return x
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        try:
-            x = self.clip(i)
-        except ValueError as err:
-            if self.on_error == "raise":
-                raise
-            warnings.warn(f"bad_files='skip': leaving out {self.paths[i]!r}: {err}", stacklevel=2)
+        x = self.corrupt.read(i, lambda: self.clip(i))
+        if x is None:
             return None
         if self.train and bool(torch.randint(0, 2, ())):
             x = x.flip(-1)
@@ -690,27 +691,16 @@ class VideoClips(Dataset):
 
 def drop_failed_collate(batch: Sequence[Any]) -> Any:
     """torch's default collate over the items that are not None (clips that failed to decode
-    with ``on_error="skip"``): ``(x [B', T, 3, S, S], y [B'])`` with B' <= B. None when every
-    item of the batch failed (a training step can skip it by returning None)."""
-    items = [b for b in batch if b is not None]
-    return default_collate(items) if items else None
+    with ``skip_corrupt``): ``(x [B', T, 3, S, S], y [B'])`` with B' <= B. None when every
+    item of the batch failed (the tasks skip it). The video form of :class:`zoo.data.corrupt.SkipCollate`."""
+    return _SKIP_COLLATE(batch)
+
+
+_SKIP_COLLATE = SkipCollate(default_collate)
 
 
 # --------------------------------------------------------------------------------------
 # datamodule
-
-
-def _probe_all(paths: Sequence[str]) -> tuple[list[int | None], dict[str, str]]:
-    """Frame counts of ``paths`` (None for a bad file) and ``{bad path: reason}``."""
-    counts: list[int | None] = []
-    bad: dict[str, str] = {}
-    for p in paths:
-        try:
-            counts.append(probe_video(p).num_frames)
-        except ValueError as err:
-            counts.append(None)
-            bad[p] = str(err)
-    return counts, bad
 
 
 def list_videos(root: str | os.PathLike, arg: str = "predict_dir") -> list[str]:
@@ -740,15 +730,17 @@ class VideoDataModule(SplitDataModule):
     crops one random square window per clip (side ``U(crop_scale, 1)`` of the frame) resized back. Decoded clips are cached
     under ``cache_dir`` (None: no cache). Batches are ``(x [B, T, 3, S, S] float32, y [B] float32)``.
 
-    ``setup`` probes every file (:func:`probe_video`). ``bad_files="raise"``: one ``ValueError``
-    naming every bad file and why; ``"skip"``: they are dropped with one warning (and listed in
-    ``skipped``), and a train/val/test clip that fails to decode later is left out of its batch
-    with a warning (:func:`drop_failed_collate`; a batch whose clips all failed is None). A
-    ``predict_dir`` clip that fails later always raises: prediction writers pair rows with
-    ``files`` by position.
+    ``setup`` probes every file (:func:`probe_video`). By default a bad file raises
+    ``ValueError`` naming it and why (several: one error naming every one). With ``skip_corrupt``
+    they are left out with one warning (and listed in ``skipped``), and a clip that fails to
+    decode later is left out of its batch with a warning (:func:`drop_failed_collate`; a batch
+    whose clips all failed is None) and counted (``data/skipped_<stage>`` per epoch,
+    :class:`zoo.callbacks.SkippedItems`; the prediction writers leave its row out).
+    ``bad_files="raise"`` / ``"skip"`` is the deprecated spelling of ``skip_corrupt=False`` /
+    ``True``.
     """
 
-    #: every loader drops the clips that failed to decode (only possible with ``bad_files="skip"``)
+    #: every loader drops the clips that failed to decode (only possible with ``skip_corrupt``)
     collate_fn = staticmethod(drop_failed_collate)
 
     def __init__(
@@ -768,8 +760,9 @@ class VideoDataModule(SplitDataModule):
         augment: bool = True,
         crop_scale: float = 1.0,
         predict_dir: str | None = None,
-        bad_files: str = "raise",
+        bad_files: str | None = None,
         seed: int = 0,
+        skip_corrupt: bool = False,
     ) -> None:
         super().__init__()
         if root is not None and not os.path.isdir(root):
@@ -792,13 +785,22 @@ class VideoDataModule(SplitDataModule):
             raise ValueError(f"data_dir: expected a folder path, got {data_dir!r}")
         if predict_dir is not None and not os.path.isdir(predict_dir):
             raise ValueError(f"predict_dir: {predict_dir!r} is not a directory")
-        if bad_files not in ("raise", "skip"):
-            raise ValueError(f"bad_files: expected 'raise' or 'skip', got {bad_files!r}")
+        check_skip_corrupt(skip_corrupt)
+        if bad_files is not None:
+            if bad_files not in ("raise", "skip"):
+                raise ValueError(f"bad_files: expected 'raise' or 'skip', got {bad_files!r}")
+            if skip_corrupt and bad_files == "raise":
+                raise ValueError("bad_files, skip_corrupt: bad_files='raise' contradicts skip_corrupt=True "
+                                 "(bad_files is deprecated: give skip_corrupt alone)")
+            warnings.warn(f"bad_files={bad_files!r} is deprecated: use skip_corrupt={bad_files == 'skip'}",
+                          DeprecationWarning, stacklevel=2)
+            skip_corrupt = bad_files == "skip"
         self.save_hyperparameters()
+        self.hparams["skip_corrupt"] = skip_corrupt
         self.mean, self.std = resolve_norm(arch, mean, std, 3)
         self.classes: list[str] = ["REAL", "FAKE"]
         self.entries: list[VideoEntry] | None = None
-        #: the files ``bad_files="skip"`` left out at ``setup``: ``{path: reason}``
+        #: the files ``skip_corrupt`` left out at ``setup``: ``{path: reason}``
         self.skipped: dict[str, str] = {}
         self._sets: dict[str, VideoClips] = {}
 
@@ -818,31 +820,20 @@ class VideoDataModule(SplitDataModule):
         """Write the embedded default (once) and check the metadata."""
         read_metadata(self._root())
 
-    def _checked(self, paths: list[str], what: str) -> tuple[list[int], list[int]]:
-        """``(kept positions, their frame counts)`` after probing ``paths``; raises or warns for bad files."""
-        counts, bad = _probe_all(paths)
-        if bad:
-            listing = "; ".join(f"{os.path.basename(p)}: {why}" for p, why in bad.items())
-            if self.hparams.bad_files == "raise":
-                raise ValueError(f"bad_files: {len(bad)} of {len(paths)} {what} video(s) cannot be read "
-                                 f"(bad_files='skip' drops them): {listing}")
-            warnings.warn(f"bad_files='skip': leaving out {len(bad)} of {len(paths)} {what} video(s): {listing}",
-                          stacklevel=3)
-            self.skipped.update(bad)
-        keep = [i for i, c in enumerate(counts) if c is not None]
-        if not keep:
-            raise ValueError(f"bad_files: none of the {len(paths)} {what} video(s) can be read")
-        return keep, [counts[i] for i in keep]  # type: ignore[misc]
-
     def _clips(self, paths: list[str], labels: list[float] | None, train: bool, what: str) -> VideoClips:
+        """The clips of the ``paths`` that probe fine (:meth:`CorruptItems.scan`: the bad ones raise,
+        or with ``skip_corrupt`` are left out with one warning and listed in ``skipped``)."""
         hp = self.hparams
-        keep, counts = self._checked(paths, what)
-        # prediction writers pair rows with files by position, so predict never drops an item mid-run
-        on_error = "raise" if what == "predict" else hp.bad_files
-        return VideoClips([paths[i] for i in keep], None if labels is None else [labels[i] for i in keep],
-                          hp.frames, hp.size, self.mean, self.std, train=train and hp.augment,
-                          face_crop=hp.face_crop, cache_dir=hp.cache_dir, num_frames=counts,
-                          on_error=on_error, crop_scale=hp.crop_scale)
+        scan = CorruptItems(hp.skip_corrupt)
+        kept = scan.scan(list(range(len(paths))), lambda i: probe_video(paths[i]).num_frames, f"{what} video(s)")
+        keep, counts = [i for i, _ in kept], [n for _, n in kept]
+        clips = VideoClips([paths[i] for i in keep], None if labels is None else [labels[i] for i in keep],
+                           hp.frames, hp.size, self.mean, self.std, train=train and hp.augment,
+                           face_crop=hp.face_crop, cache_dir=hp.cache_dir, num_frames=counts,
+                           skip_corrupt=hp.skip_corrupt, crop_scale=hp.crop_scale)
+        clips.corrupt.left_out.update(scan.left_out)
+        self.skipped.update(scan.left_out)
+        return clips
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams

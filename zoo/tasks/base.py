@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import math
+import os
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
+from torchmetrics import MeanMetric
 
 from ..optim import WarmupCosineLR, make_optimizer
 from ..registry import ModelSpec, create_net, get_spec
+from ..serialization import load_file
 
 
 class Task(pl.LightningModule):
@@ -24,6 +28,44 @@ class Task(pl.LightningModule):
     net: torch.nn.Module
     num_classes: int
     classes: list[str]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # the means behind val/loss and test/loss (log_eval_loss); non-persistent states, so
+        # checkpoints are unchanged
+        self.eval_loss = torch.nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | os.PathLike, map_location: Any = None,
+                             hparams_file: str | os.PathLike | None = None, strict: bool | None = None,
+                             weights_only: bool | None = None, **kwargs: Any) -> Task:
+        """Lightning's ``load_from_checkpoint`` with the file read by
+        :func:`zoo.serialization.load_file` (weights-only; a pickle that needs arbitrary code or
+        objects is refused, a damaged file reported, each naming the file). ``map_location``
+        defaults to the CPU; ``weights_only=False`` is refused. ``zoo.load(name, weights=...)``
+        also takes plain state dicts."""
+        from pytorch_lightning.core.saving import _load_state, load_hparams_from_tags_csv, load_hparams_from_yaml
+        from pytorch_lightning.utilities.migration.utils import _pl_migrate_checkpoint
+
+        if weights_only is False:
+            raise ValueError("weights_only: the zoo reads checkpoints weights-only; weights_only=False is not supported")
+        path = os.fspath(checkpoint_path)
+        checkpoint = load_file(path, map_location="cpu" if map_location is None else map_location)
+        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+            raise ValueError(f"checkpoint_path: {path!r} is not a Lightning checkpoint (no 'state_dict'); "
+                             "zoo.load(name, weights=path) reads plain state dicts")
+        checkpoint = _pl_migrate_checkpoint(checkpoint, checkpoint_path=path)
+        if hparams_file is not None:
+            suffix = os.fspath(hparams_file).rsplit(".", 1)[-1].lower()
+            if suffix not in ("csv", "yml", "yaml"):
+                raise ValueError(".csv, .yml or .yaml is required for `hparams_file`")
+            load = load_hparams_from_tags_csv if suffix == "csv" else load_hparams_from_yaml
+            checkpoint[cls.CHECKPOINT_HYPER_PARAMS_KEY] = load(hparams_file)
+        checkpoint.setdefault(cls.CHECKPOINT_HYPER_PARAMS_KEY, {})
+        checkpoint[cls.CHECKPOINT_HYPER_PARAMS_KEY].update(kwargs)
+        model = _load_state(cls, checkpoint, strict=strict, **kwargs)
+        first = next((t for t in checkpoint["state_dict"].values() if isinstance(t, torch.Tensor)), None)
+        return model if first is None else model.to(first.device)
 
     @staticmethod
     def check_arch(arch: str, task: str) -> ModelSpec:
@@ -91,15 +133,38 @@ class Task(pl.LightningModule):
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def log_eval_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
+        """Log ``{stage}/loss``: the mean over every sample of the stage, on every process.
+
+        A torchmetrics ``MeanMetric`` weighted by the batch size (states summed across processes),
+        not ``self.log(loss, sync_dist=True)``: Lightning averages the summed losses and the
+        sample counts over the processes separately, and its average of the integer counts is
+        truncated (361 samples on 2 processes count as 2 x 180), which skews the mean whenever
+        the processes saw different numbers of samples, as they do under DDP with
+        :class:`zoo.data.base.EvalShardSampler`."""
+        metric = self.eval_loss[stage]
+        metric.update(loss.detach().float(), batch_size)
+        self.log(f"{stage}/loss", metric, prog_bar=True, batch_size=batch_size)
+
     def _eval_step(self, batch, stage: str) -> torch.Tensor:
         """The loss of one ``stage`` (``"val"`` / ``"test"``) batch, its metrics updated and logged."""
         raise NotImplementedError(f"{type(self).__name__} does not evaluate")
 
-    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._eval_step(batch, "val")
+    # A batch of None: every item of it was corrupt and left out (skip_corrupt, zoo.data.corrupt);
+    # Lightning's training loop skips it by itself, the evaluation and prediction loops do not.
 
-    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._eval_step(batch, "test")
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor | None:
+        return None if batch is None else self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> torch.Tensor | None:
+        return None if batch is None else self._eval_step(batch, "test")
+
+    def configure_callbacks(self) -> list[Callback]:
+        """:class:`zoo.callbacks.SkippedItems` (logs ``data/skipped_<stage>``, the items a
+        datamodule's ``skip_corrupt`` left out each epoch), with every trainer the task runs in."""
+        from ..callbacks import SkippedItems
+
+        return [SkippedItems()]
 
     def prediction_writer(self) -> Callback | None:
         """The callback that writes what ``predict`` returns (``python -m zoo predict`` adds it

@@ -101,15 +101,18 @@ class Classifier(Task):
         x, y = batch
         logits = self(x)
         loss = self._loss(logits, y)
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=x.shape[0])
+        self.log_eval_loss(stage, loss, x.shape[0])
         for k in sorted({1, self._k5}):
             metric = self.metrics[f"{stage}_acc{k}"]
             metric(logits, y)
             self.log(f"{stage}/acc{k}", metric, prog_bar=k == 1, batch_size=x.shape[0])
         return loss
 
-    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
-        """``{"labels": [N, k] int64, "probs": [N, k]}``: the top-k classes by softmax probability."""
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor] | None:
+        """``{"labels": [N, k] int64, "probs": [N, k]}``: the top-k classes by softmax probability
+        (None for a batch of None, whose items were all left out as corrupt)."""
+        if batch is None:
+            return None
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         probs = self(x).softmax(dim=1)
         k = min(self.hparams.topk, self.num_classes)

@@ -1,7 +1,8 @@
 """Object detection (the YOLO family) as a LightningModule.
 
 Training minimises :class:`zoo.losses.YOLOLoss` (darknet's assignment and loss terms);
-validation and test report torchmetrics' ``MeanAveragePrecision`` (COCO protocol):
+validation and test report COCO mAP (torchmetrics' ``MeanAveragePrecision`` through
+:class:`zoo.metrics.MeanAveragePrecision`, which also synchronises uneven DDP shards):
 ``mAP50`` (IoU 0.5) and ``mAP`` (IoU 0.5:0.95). Prediction runs
 :func:`zoo.ops.yolo_postprocess` (decode + threshold + class-aware NMS, fused), maps boxes
 back to the original image, and :class:`zoo.callbacks.DetectionWriter` (added by
@@ -23,6 +24,7 @@ from .. import ops
 from ..callbacks import DetectionWriter
 from ..data.detection import to_original
 from ..losses import YOLOLoss
+from ..metrics import MeanAveragePrecision
 from ..optim import WarmupExponentialLR, check_gamma, check_optimizer_args
 from .base import Task
 
@@ -117,8 +119,6 @@ class Detector(Task):
         self.strides = tuple(int(s) for s in self.net.strides)
         self.criterion = YOLOLoss(self.num_classes, box_loss, ignore_thresh, lambda_box, lambda_obj, lambda_cls)
         self.example_input_array = torch.zeros(1, 3, img_size, img_size)
-        from torchmetrics.detection import MeanAveragePrecision
-
         self.val_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
         self.test_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
 
@@ -155,7 +155,7 @@ class Detector(Task):
         images, targets = batch[0], batch[1]
         preds = self(images)
         loss, _ = self.loss(preds, [_without_crowd(t) for t in targets])  # (difficult objects: no loss)
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=images.shape[0])
+        self.log_eval_loss(stage, loss, images.shape[0])
         # COCO evaluation counts at most 100 detections per image
         dets = self.postprocess(preds, self.hparams.eval_conf_threshold, self.hparams.eval_iou_threshold,
                                 min(100, self.hparams.max_det))
@@ -172,25 +172,30 @@ class Detector(Task):
 
     def _log_map(self, stage: str, metric) -> None:
         res = metric.compute()
-        self.log(f"{stage}/mAP50", res["map_50"].float(), prog_bar=True)
-        self.log(f"{stage}/mAP", res["map"].float())
+        # (compute() gathered every process's images: the same value on each, so averaging it
+        # over the processes changes nothing, and keeps Lightning's distributed checks quiet)
+        self.log(f"{stage}/mAP50", res["map_50"].float(), prog_bar=True, sync_dist=True)
+        self.log(f"{stage}/mAP", res["map"].float(), sync_dist=True)
         metric.reset()
 
-    def validation_step(self, batch, batch_idx: int) -> Tensor:
-        return self._eval_step(batch, "val", self.val_map)
+    def validation_step(self, batch, batch_idx: int) -> Tensor | None:
+        return None if batch is None else self._eval_step(batch, "val", self.val_map)
 
     def on_validation_epoch_end(self) -> None:
         self._log_map("val", self.val_map)
 
-    def test_step(self, batch, batch_idx: int) -> Tensor:
-        return self._eval_step(batch, "test", self.test_map)
+    def test_step(self, batch, batch_idx: int) -> Tensor | None:
+        return None if batch is None else self._eval_step(batch, "test", self.test_map)
 
     def on_test_epoch_end(self) -> None:
         self._log_map("test", self.test_map)
 
-    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]] | None:
         """Per image: ``{"path", "boxes" [K, 4] xyxy pixels of the ORIGINAL image, "scores", "labels",
-        "names"}`` after :func:`zoo.ops.yolo_postprocess` with ``conf_threshold`` / ``iou_threshold``."""
+        "names"}`` after :func:`zoo.ops.yolo_postprocess` with ``conf_threshold`` / ``iou_threshold``
+        (None for a batch of None, whose images were all left out as corrupt)."""
+        if batch is None:
+            return None
         images = batch[0]
         metas = batch[2] if len(batch) > 2 else [{} for _ in range(images.shape[0])]
         hp = self.hparams

@@ -117,7 +117,7 @@ class Steganalyzer(Task):
         loss = F.cross_entropy(logits, y)
         n = x.shape[0]
         p, is_stego = stego_probability(logits), (y > 0).long()
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=n)
+        self.log_eval_loss(stage, loss, n)
         for key, metric, args in (("pe", "pe", (p, is_stego)), ("wauc", "wauc", (p, is_stego)),
                                   ("auroc", "auroc", (p, is_stego)), ("acc", "acc", (logits, y))):
             m = self.metrics[f"{stage}_{metric}"]
@@ -125,8 +125,11 @@ class Steganalyzer(Task):
             self.log(f"{stage}/{key}", m, prog_bar=key == "pe", batch_size=n)
         return loss
 
-    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
-        """``{"p_stego": [N], "labels": [N] argmax class, "probs": [N, num_classes]}``."""
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor] | None:
+        """``{"p_stego": [N], "labels": [N] argmax class, "probs": [N, num_classes]}`` (None for a
+        batch of None, whose items were all left out as corrupt)."""
+        if batch is None:
+            return None
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         logits = self(x)
         probs = logits.float().softmax(dim=1)

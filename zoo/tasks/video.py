@@ -105,7 +105,7 @@ class VideoClassifier(Task):
         return F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=weight)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
-        if batch is None:  # every clip of the batch failed to decode (VideoDataModule(bad_files="skip"))
+        if batch is None:  # every clip of the batch failed to decode (VideoDataModule(skip_corrupt=True))
             return None
         x, y = batch
         y = self._labels(y, x.shape[0])
@@ -121,7 +121,7 @@ class VideoClassifier(Task):
         y = self._labels(y, n)
         logits, frames = self.forward_with_frames(x)
         loss = self._loss(logits, y)
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=n)
+        self.log_eval_loss(stage, loss, n)
         yi = y.long()
         updates = [("logloss", logits), ("auroc", logits.sigmoid()), ("acc", logits.sigmoid())]
         for key, preds in updates:
@@ -136,9 +136,11 @@ class VideoClassifier(Task):
                 self.log(f"{stage}/{key}", m, batch_size=n)
         return loss
 
-    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor] | None:
         """``{"p_fake": [B]}`` (the sigmoid of the clip logit), plus ``"frame_p_fake": [B, T]`` for a
-        net with frame-level logits."""
+        net with frame-level logits (None for a batch of None, whose clips all failed to decode)."""
+        if batch is None:
+            return None
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         logits, frames = self.forward_with_frames(x)
         out = {"p_fake": logits.float().sigmoid()}
