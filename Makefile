@@ -10,7 +10,7 @@ HASH   := $(shell cat $(LOCK) pyproject.toml setup.py 2>/dev/null | sha256sum | 
 STAMP  := $(VENV)/.zoo-setup-$(HASH)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test ctest bench docs clean
+.PHONY: setup demo test ctest asan bench docs clean
 
 # The extension zoo/_C.so is rebuilt (incrementally, by ninja) when a csrc/ file,
 # setup.py or the build mode (ZOO_FORCE_CUDA) changes.
@@ -63,6 +63,33 @@ ctest: setup
 	cmake -S . -B build/cmake -DCMAKE_PREFIX_PATH=$$($(PY) -c 'import torch;print(torch.utils.cmake_prefix_path)') -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
 	cmake --build build/cmake -j2
 	ctest --test-dir build/cmake --output-on-failure --no-tests=error
+
+# The op tests under AddressSanitizer + UndefinedBehaviorSanitizer (docs/BUILD.md, "Fuzzing and
+# sanitizers"). A CPU-only debug build of the kernels (ZOO_SANITIZE=1: -fsanitize=address,undefined
+# -O1 -g) goes to build/asan, away from zoo/_C.so and its objects, and ZOO_EXT_PATH makes zoo.ops
+# load it. Python is not instrumented, so the sanitizer runtimes are preloaded. Leak detection is
+# off (the interpreter keeps allocations to the end by design). A report goes to stderr and stops
+# the process that hit it (ASan aborts; UBSan exits non-zero, the build has -fno-sanitize-recover),
+# so pytest, or the test that started that process, fails. pytest captures sys.stdout/stderr only
+# (--capture=sys): a report written to file descriptor 2 by a dying process reaches the log.
+ASAN_DIR   := build/asan
+ASAN_SO    := $(ASAN_DIR)/lib/zoo/_C.so
+ASAN_CC    ?= gcc
+ASAN_TESTS ?= $(filter-out %_cuda.py,$(wildcard tests/ops/test_*.py))
+
+$(ASAN_SO): $(CSRC) setup.py | $(STAMP)
+	ZOO_SANITIZE=1 $(PY) setup.py -q build_ext --build-lib $(ASAN_DIR)/lib --build-temp $(ASAN_DIR)/temp
+	@touch $@
+
+asan: $(ASAN_SO)
+	@env -u ZOO_OPS ZOO_EXT_PATH=$(CURDIR)/$(ASAN_SO) \
+	  LD_PRELOAD="$$($(ASAN_CC) -print-file-name=libasan.so):$$($(ASAN_CC) -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(PY) -m pytest -q --capture=sys $(PYTEST_ARGS) $(ASAN_TESTS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make asan: pytest collected no tests" >&2; rc=1; fi; \
+	if [ $$rc -ne 0 ]; then echo "make asan: failed (a sanitizer report or a failing test above)" >&2; fi; \
+	exit $$rc
 
 bench: setup
 	@found=0; for f in benchmarks/bench_*.py; do \

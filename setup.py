@@ -5,6 +5,10 @@
   ``ZOO_FORCE_CUDA=1`` (then ``TORCH_CUDA_ARCH_LIST`` defaults to ``8.0;9.0+PTX``).
 * With no sources under ``csrc/`` the package installs without an extension and
   ``zoo.ops`` uses its pure-torch fallbacks.
+* ``ZOO_SANITIZE=1``: a debug build of the CPU kernels under AddressSanitizer and
+  UndefinedBehaviorSanitizer (``-fsanitize=address,undefined -fno-sanitize-recover=all
+  -fno-wrapv -fno-omit-frame-pointer -g -O1``, no CUDA), for ``make asan``, which builds it outside the package (``build/asan``) and loads
+  it through ``ZOO_EXT_PATH`` (docs/BUILD.md, "Fuzzing and sanitizers").
 
 Install with ``pip install --no-build-isolation -e .`` (torch must already be there).
 """
@@ -57,12 +61,23 @@ def _extensions():
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
     force = os.environ.get("ZOO_FORCE_CUDA", "0") == "1"
-    with_cuda = bool(cu) and (force or (torch.cuda.is_available() and CUDA_HOME is not None))
+    sanitize = os.environ.get("ZOO_SANITIZE", "0") == "1"
+    with_cuda = bool(cu) and not sanitize and (force or (torch.cuda.is_available() and CUDA_HOME is not None))
     openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
     # torch's cpp_extension picks the C++ standard its headers need. No FP contraction: IoU and
     # box arithmetic must round exactly like the reference (and torchvision) to make the same decisions.
     # -fno-trapping-math (no FP-exception traps; results unchanged) lets selects in loops vectorise.
     cxx_flags = ["-O3", "-ffp-contract=off", "-fno-trapping-math", *openmp]
+    link_flags = list(openmp)
+    if sanitize:
+        # ASan + UBSan, stopping at the first report (-fno-sanitize-recover: a UBSan finding aborts
+        # instead of printing and going on); -O1 -g keeps the stack traces readable. -fno-wrapv
+        # undoes the -fwrapv of Python's CFLAGS, under which signed overflow is defined and UBSan
+        # does not check it (a wrapped size or index is a bug all the same).
+        san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+        cxx_flags = [*san, "-fno-wrapv", "-fno-omit-frame-pointer", "-g", "-O1", "-ffp-contract=off",
+                     "-fno-trapping-math", *openmp]
+        link_flags = [*san, *openmp]
     define_macros = []
     if with_cuda:
         if CUDA_HOME is None:
@@ -75,7 +90,7 @@ def _extensions():
             include_dirs=_nvidia_include_dirs(),
             define_macros=define_macros,
             extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--fmad=false"]},
-            extra_link_args=openmp,
+            extra_link_args=link_flags,
         )
     else:
         ext = CppExtension(
@@ -83,7 +98,7 @@ def _extensions():
             cpp,
             define_macros=define_macros,
             extra_compile_args={"cxx": cxx_flags},
-            extra_link_args=openmp,
+            extra_link_args=link_flags,
         )
     return [ext], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=True)}
 

@@ -25,7 +25,7 @@ inline std::string pair_list(at::IntArrayRef v) {
   return s + "]";
 }
 
-// x [N, Cin, H, W] fp32/fp64; weight [Cout >= 1, Cin, kh, kw] in x's dtype on x's device;
+// x [N, Cin, H, W] fp32/fp64; weight [Cout >= 1, Cin, kh >= 1, kw >= 1] in x's dtype on x's device;
 // stride (two ints >= 1), padding (two ints >= 0); the padded input at least the kernel's size.
 inline AdderGeom check_adder_args(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef stride,
                                   at::IntArrayRef padding) {
@@ -35,8 +35,9 @@ inline AdderGeom check_adder_args(const at::Tensor& x, const at::Tensor& weight,
   checks::dim(weight, "weight", 4);
   TORCH_CHECK_VALUE(weight.scalar_type() == x.scalar_type(), "weight: expected x's dtype ",
                     checks::dtype_str(x.scalar_type()), ", got ", checks::dtype_str(weight.scalar_type()));
-  TORCH_CHECK_VALUE(weight.size(1) == x.size(1) && weight.size(0) >= 1, "weight: expected shape [C_out, C_in=",
-                    x.size(1), ", kh, kw] with C_out >= 1, got ", checks::shape_str(weight.sizes()));
+  TORCH_CHECK_VALUE(weight.size(1) == x.size(1) && weight.size(0) >= 1 && weight.size(2) >= 1 && weight.size(3) >= 1,
+                    "weight: expected shape [C_out, C_in=", x.size(1), ", kh, kw] with C_out, kh, kw >= 1, got ",
+                    checks::shape_str(weight.sizes()));
   checks::same_device(x, "x", weight, "weight");
   TORCH_CHECK_VALUE(stride.size() == 2 && stride[0] >= 1 && stride[1] >= 1,
                     "stride: expected a positive int or a pair of them, got ", pair_list(stride));
@@ -75,13 +76,17 @@ inline AdderGeom check_adder_backward_args(const at::Tensor& grad_y, const at::T
 
 // The paper's full-precision weight gradient dW[co, k] = sum_{n,p} (X_p[n, k] - W[co, k]) g[n, co, p]
 // = (g^T X)[co, k] - W[co, k] * sum_{n,p} g[n, co, p]. g^T X is a convolution's weight gradient,
-// so torch's convolution backward (oneDNN / cuDNN) computes it with no patch tensor.
+// so torch's convolution backward (oneDNN / cuDNN) computes it with no patch tensor. An empty x
+// (no samples, no channels, or an empty plane that only the padding turns into patches, which
+// convolution_backward refuses) has g^T X = 0.
 inline at::Tensor adder_weight_grad(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
                                     const AdderGeom& g) {
+  const at::Tensor sum_g = grad_y.sum({0, 2, 3}).view({-1, 1, 1, 1});
+  if (x.numel() == 0) return -(weight * sum_g);
   const std::array<int64_t, 2> stride = {g.sh, g.sw}, padding = {g.ph, g.pw}, dilation = {1, 1}, out_pad = {0, 0};
   auto grads = at::convolution_backward(grad_y, x, weight, c10::nullopt, stride, padding, dilation, false, out_pad, 1,
                                         {false, true, false});
-  return std::get<1>(grads) - weight * grad_y.sum({0, 2, 3}).view({-1, 1, 1, 1});
+  return std::get<1>(grads) - weight * sum_g;
 }
 
 }  // namespace zoo

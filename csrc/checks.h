@@ -162,14 +162,20 @@ inline int64_t yolo_pred(const at::Tensor& pred, const std::string& name, int64_
   return ch / A - 5;
 }
 
-// anchors [A, 2] (w, h in pixels), on pred's device, finite and > 0. Returns them as a
-// contiguous fp32 tensor on the CPU (a copy from the device for CUDA anchors: A x 2 values).
-inline at::Tensor yolo_anchors(const at::Tensor& anchors, const std::string& name, const at::Tensor& pred,
-                               const std::string& pred_name) {
+// anchors [A, 2] (w, h in pixels), floating, on pred's device (their values: yolo_anchor_values).
+inline void yolo_anchors(const at::Tensor& anchors, const std::string& name, const at::Tensor& pred,
+                         const std::string& pred_name) {
   floating(anchors, name);
   TORCH_CHECK_VALUE(anchors.size(1) == 2 && anchors.size(0) >= 1, name,
                     ": expected shape [A, 2] (w, h in pixels), got ", shape_str(anchors.sizes()));
   same_device(pred, pred_name, anchors, name);
+}
+
+// The anchors' values, finite and > 0 in fp32: checked after every other argument (as
+// zoo.ops does), so that a call with two faults gets one message from either path. Returns
+// them as a contiguous fp32 tensor on the CPU (a copy from the device for CUDA anchors: A x 2
+// values).
+inline at::Tensor yolo_anchor_values(const at::Tensor& anchors, const std::string& name) {
   const at::Tensor host = anchors.to(at::kCPU, at::kFloat).contiguous();
   const float* a = host.data_ptr<float>();
   bool ok = true;
@@ -182,9 +188,9 @@ inline at::Tensor yolo_anchors(const at::Tensor& anchors, const std::string& nam
 inline at::Tensor yolo_decode_args(const at::Tensor& pred, const at::Tensor& anchors, double stride) {
   dim(anchors, "anchors", 2);
   yolo_pred(pred, "pred", std::max<int64_t>(1, anchors.size(0)));
-  at::Tensor host = yolo_anchors(anchors, "anchors", pred, "pred");
+  yolo_anchors(anchors, "anchors", pred, "pred");
   positive_number(stride, "stride");
-  return host;
+  return yolo_anchor_values(anchors, "anchors");
 }
 
 // yolo_postprocess's arguments, in zoo.ops.yolo_postprocess's order. Returns the fp32 host
@@ -211,13 +217,14 @@ inline std::vector<at::Tensor> yolo_postprocess_args(at::TensorList preds, at::T
                         c, " classes differ from preds[0]'s ", batch, " and ", classes);
     }
     same_device(preds[0], "preds[0]", preds[s], p_name);
-    host.push_back(yolo_anchors(anchors[s], a_name, preds[s], p_name));
+    yolo_anchors(anchors[s], a_name, preds[s], p_name);
     positive_number(strides[s], "strides[" + std::to_string(s) + "]");
   }
   unit_interval(conf_threshold, "conf_threshold");
   unit_interval(iou_threshold, "iou_threshold");
   positive_int(max_det, "max_det");
   positive_int(max_nms, "max_nms");
+  for (size_t s = 0; s < S; ++s) host.push_back(yolo_anchor_values(anchors[s], "anchors[" + std::to_string(s) + "]"));
   return host;
 }
 

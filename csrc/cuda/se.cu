@@ -89,25 +89,27 @@ __device__ __forceinline__ A gate_fn(bool hard, A u) {
 }
 
 // The activation between the FCs, and its derivative from h: ReLU's is [h > 0] (0 at 0,
-// torch's), SiLU's sigmoid(h) * (1 + h * (1 - sigmoid(h))).
+// torch's), SiLU's sigmoid(h) * (1 + h * (1 - sigmoid(h))). ReLU keeps NaN (as torch's does),
+// and its backward passes the gradient where h is NaN (torch's: zero only where h <= 0).
 template <typename A>
 __device__ __forceinline__ A act_fn(bool silu, A h) {
   if (silu) return h / (A(1) + exp_acc(-h));
-  return h > A(0) ? h : A(0);
+  return h < A(0) ? A(0) : h;
 }
 
 template <typename A>
 __device__ __forceinline__ A act_grad(bool silu, A h) {
-  if (!silu) return h > A(0) ? A(1) : A(0);
+  if (!silu) return h <= A(0) ? A(0) : A(1);
   const A sg = A(1) / (A(1) + exp_acc(-h));
   return sg * (A(1) + h * (A(1) - sg));
 }
 
-// d gate / d u from u and g = gate(u); hard_sigmoid: 1/6 on the open interval (-3, 3).
+// d * (d gate / d u) from u and g = gate(u), as torch computes it: hard_sigmoid selects d / 6 on
+// the open interval (-3, 3) and 0 elsewhere (0 even for a NaN or inf d).
 template <typename A>
-__device__ __forceinline__ A gate_grad(bool hard, A u, A g) {
-  if (!hard) return g * (A(1) - g);
-  return (u > A(-3) && u < A(3)) ? A(1) / A(6) : A(0);
+__device__ __forceinline__ A gate_backward(bool hard, A u, A g, A d) {
+  if (!hard) return d * (g * (A(1) - g));
+  return (u > A(-3) && u < A(3)) ? d * (A(1) / A(6)) : A(0);
 }
 
 template <typename A>
@@ -543,15 +545,15 @@ __global__ void __launch_bounds__(kThreads)
     cols_dot(w.W2T, z, Cr, C, [&](int64_t c, A acc) {
       const A u = acc + w.B2[c];
       const A g = gate_fn(w.hard, u);
-      const A v = split_sum(Pd, S, N * C, n * C + c) * gate_grad(w.hard, u, g);
+      const A v = gate_backward(w.hard, u, g, split_sum(Pd, S, N * C, n * C + c));
       out.G[n * C + c] = g;
       du[c] = v;
       du_row[c] = v;
     });
     __syncthreads();
-    // dh = (W2^T du) * act'(h); ReLU: [h > 0], which is z > 0
+    // dh = (W2^T du) * act'(h); ReLU: zero where h <= 0, which is z <= 0 (NaN passes)
     rows_dot(w.W2T, du, Cr, C, [&](int64_t r, A acc) {
-      const A v = w.silu ? acc * act_grad(true, dh[r]) : (z[r] > A(0) ? acc : A(0));
+      const A v = w.silu ? acc * act_grad(true, dh[r]) : (z[r] <= A(0) ? A(0) : acc);
       dh[r] = v;
       dh_row[r] = v;
     });

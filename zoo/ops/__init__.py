@@ -49,9 +49,11 @@ _MAX_BOXES = 2**31 - 1
 # ----------------------------------------------------------------------------- checks
 #
 # The C++ entry points (csrc/checks.h, csrc/se_checks.h) make the same checks with the same
-# messages. Checks that need a pass over the data (NaN / inf / inverted boxes, anchor
-# values) run here only for the pure-torch fallback: the kernels make them while they read
-# the data anyway.
+# messages, in the same order. Checks that need a pass over the data (NaN / inf / inverted
+# boxes, anchor values) come after every other check (so that an input with two faults gets
+# the same message from either path) and run here only for the pure-torch fallback: the
+# kernels make them while they read the data anyway. Tensors on "meta" have no data: the ops
+# whose output size depends on the values (NMS, yolo_postprocess) refuse them.
 
 
 def _definitely(cond) -> bool:
@@ -107,8 +109,8 @@ def _positive_int(v, name: str) -> int:
     return v
 
 
-def _check_boxes_scores(boxes, scores, values: bool, allow_flat_empty: bool = False) -> tuple[Tensor, Tensor]:
-    """boxes ``[N, 4]`` and scores ``[N]``; with ``values``, also their values (one reduction).
+def _check_boxes_scores(boxes, scores, allow_flat_empty: bool = False) -> tuple[Tensor, Tensor]:
+    """boxes ``[N, 4]`` and scores ``[N]``, everything but their values (:func:`_check_box_values`).
     Nothing reads the data before the size check, so a huge expanded input fails without a
     copy. With ``allow_flat_empty`` (batched_nms), boxes of shape ``(0,)`` mean no boxes, as
     in torchvision.ops.batched_nms."""
@@ -129,19 +131,28 @@ def _check_boxes_scores(boxes, scores, values: bool, allow_flat_empty: bool = Fa
         raise ValueError(f"boxes: {n} boxes; NMS takes at most {_MAX_BOXES} (2**31 - 1)")
     boxes = _floating(boxes.reshape(0, 4) if flat_empty else boxes, "boxes")
     scores = _floating(scores, "scores")
-    if values and n:
-        # one reduction (one device sync) for every value check
-        bad_boxes = ~torch.isfinite(boxes).all()
-        bad_scores = ~torch.isfinite(scores).all()
-        inverted = ((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).any()
-        flags = torch.stack([bad_boxes, bad_scores, inverted]).tolist()
-        if flags[0]:
-            raise ValueError("boxes: contains NaN or infinite coordinates")
-        if flags[1]:
-            raise ValueError("scores: contains NaN or infinite values")
-        if flags[2]:
-            raise ValueError("boxes: expected x1 <= x2 and y1 <= y2 (xyxy format); some boxes are inverted")
     return boxes, scores
+
+
+def _check_box_values(boxes: Tensor, scores: Tensor) -> None:
+    """The value checks of NMS (the fallback's; the kernels make them as they read the data),
+    after every other check of the call."""
+    if boxes.shape[0] == 0:
+        return
+    if boxes.is_meta:
+        raise ValueError("boxes: on meta, which holds no values; NMS needs them (the number of kept boxes "
+                         "depends on them)")
+    # one reduction (one device sync) for every value check
+    bad_boxes = ~torch.isfinite(boxes).all()
+    bad_scores = ~torch.isfinite(scores).all()
+    inverted = ((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).any()
+    flags = torch.stack([bad_boxes, bad_scores, inverted]).tolist()
+    if flags[0]:
+        raise ValueError("boxes: contains NaN or infinite coordinates")
+    if flags[1]:
+        raise ValueError("scores: contains NaN or infinite values")
+    if flags[2]:
+        raise ValueError("boxes: expected x1 <= x2 and y1 <= y2 (xyxy format); some boxes are inverted")
 
 
 def _check_idxs(idxs, n: int, boxes: Tensor) -> Tensor:
@@ -171,11 +182,11 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         ``int64 [K]`` indices of the kept boxes, by descending score (equal scores:
         lower index first) -- the same as ``torchvision.ops.nms``.
     """
-    ext = _ext.has_kernel("nms", _tensor(boxes, "boxes").device)
-    boxes, scores = _check_boxes_scores(boxes, scores, values=not ext)
+    boxes, scores = _check_boxes_scores(boxes, scores)
     thr = _unit_interval(iou_threshold, "iou_threshold")
-    if ext:
+    if _ext.has_kernel("nms", boxes.device):
         return torch.ops.zoo.nms(boxes, scores, thr)
+    _check_box_values(boxes, scores)
     return reference.nms(boxes, scores, thr)
 
 
@@ -189,27 +200,31 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     Returns:
         ``int64 [K]`` kept indices by descending score (equal scores: lower index first).
     """
-    ext = _ext.has_kernel("batched_nms", _tensor(boxes, "boxes").device)
-    boxes, scores = _check_boxes_scores(boxes, scores, values=not ext, allow_flat_empty=True)
+    boxes, scores = _check_boxes_scores(boxes, scores, allow_flat_empty=True)
     idxs = _check_idxs(idxs, boxes.shape[0], boxes)
     thr = _unit_interval(iou_threshold, "iou_threshold")
-    if ext:
+    if _ext.has_kernel("batched_nms", boxes.device):
         return torch.ops.zoo.batched_nms(boxes, scores, idxs, thr)
+    _check_box_values(boxes, scores)
     return reference.batched_nms(boxes, scores, idxs, thr)
 
 
 # ----------------------------------------------------------------------------- YOLO
 
 
-def _check_anchors(anchors, name: str, device: torch.device, pred_name: str, pred: Tensor, values: bool) -> Tensor:
+def _check_anchors(anchors, name: str, pred_name: str, pred: Tensor) -> Tensor:
+    """anchors ``[A, 2]``, floating, on pred's device (not their values: :func:`_check_anchor_values`)."""
     _check_floating(anchors, name)
     if anchors.shape[1] != 2 or anchors.shape[0] < 1:
         raise ValueError(f"{name}: expected shape [A, 2] (w, h in pixels), got {tuple(anchors.shape)}")
     _same_device(pred, pred_name, **{name: anchors})
-    anchors = anchors.float()
-    if values and not bool((torch.isfinite(anchors) & (anchors > 0)).all()):
+    return anchors.float()
+
+
+def _check_anchor_values(anchors: Tensor, name: str) -> None:
+    """The fallback's check of the (fp32) anchor values, after every other check of the call."""
+    if not anchors.is_meta and not bool((torch.isfinite(anchors) & (anchors > 0)).all()):
         raise ValueError(f"{name}: anchor sizes must be finite and > 0")
-    return anchors
 
 
 def _check_stride(stride, name: str) -> float:
@@ -248,11 +263,11 @@ def yolo_decode(pred: Tensor, anchors: Tensor, stride: float) -> Tensor:
     """
     anchors_t = _tensor(anchors, "anchors", 2)
     pred, _ = _check_pred(pred, "pred", max(1, anchors_t.shape[0]))
-    ext = _ext.has_kernel("yolo_decode", pred.device)
-    anchors = _check_anchors(anchors_t, "anchors", pred.device, "pred", pred, values=not ext)
+    anchors = _check_anchors(anchors_t, "anchors", "pred", pred)
     s = _check_stride(stride, "stride")
-    if ext:
+    if _ext.has_kernel("yolo_decode", pred.device) or _on_meta_with_ext(pred):
         return torch.ops.zoo.yolo_decode(pred, anchors, s)
+    _check_anchor_values(anchors, "anchors")
     return reference.yolo_decode(pred, anchors, s)
 
 
@@ -266,9 +281,9 @@ def _check_scales(preds, anchors, strides) -> None:
         raise ValueError(f"strides: got {len(strides)} strides for {len(preds)} scales in preds")
 
 
-def _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label,
-                       values: bool):
-    """yolo_postprocess's arguments (lists of equal length) -> the op's argument tuple."""
+def _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label):
+    """yolo_postprocess's arguments (lists of equal length) -> the op's argument tuple (anchor
+    values not checked: :func:`_check_anchor_values`)."""
     checked_preds, checked_anchors, checked_strides = [], [], []
     num_classes = batch = None
     for i, (p, a, s) in enumerate(zip(preds, anchors, strides)):
@@ -281,7 +296,7 @@ def _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, m
                 f"preds[{i}]: batch {p.shape[0]} and {c} classes differ from preds[0]'s {batch} and {num_classes}"
             )
         _same_device(checked_preds[0] if checked_preds else p, "preds[0]", **{f"preds[{i}]": p})
-        checked_anchors.append(_check_anchors(a_t, f"anchors[{i}]", p.device, f"preds[{i}]", p, values))
+        checked_anchors.append(_check_anchors(a_t, f"anchors[{i}]", f"preds[{i}]", p))
         checked_preds.append(p)
         checked_strides.append(_check_stride(s, f"strides[{i}]"))
     return (checked_preds, checked_anchors, checked_strides, _unit_interval(conf_threshold, "conf_threshold"),
@@ -324,12 +339,15 @@ def yolo_postprocess(
     anchors = list(anchors)
     strides = list(strides)
     _check_scales(preds, anchors, strides)
-    ext = _ext.has_kernel("yolo_postprocess", _tensor(preds[0], "preds[0]").device)
-    args = _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label,
-                              values=not ext)
-    if ext:
+    args = _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label)
+    if args[0][0].is_meta:
+        raise ValueError("preds[0]: on meta, which holds no values; yolo_postprocess needs them (the number of "
+                         "detections depends on them)")
+    if _ext.has_kernel("yolo_postprocess", args[0][0].device):
         boxes, scores, labels, image = torch.ops.zoo.yolo_postprocess(*args)
     else:
+        for i, a in enumerate(args[1]):
+            _check_anchor_values(a, f"anchors[{i}]")
         boxes, scores, labels, image = reference.yolo_postprocess(*args)
     counts = torch.bincount(image, minlength=args[0][0].shape[0]).tolist()
     return [
@@ -392,7 +410,8 @@ def squeeze_excite(
     """Squeeze-and-Excitation: ``y = x * gate(w2 @ act(w1 @ mean_hw(x) + b1) + b2)``.
 
     Args:
-        x: ``[N, C, H, W]`` (NCHW-contiguous, channels_last or strided), fp32/fp16/bf16/fp64.
+        x: ``[N, C, H, W]`` (NCHW-contiguous, channels_last or strided), fp32/fp16/bf16/fp64
+            (other floating dtypes are computed in fp32 and cast back).
         w1: ``[Cr, C]``, b1: ``[Cr]``: the squeeze FC. w2: ``[C, Cr]``, b2: ``[C]``: the excite FC.
         gate: ``"sigmoid"`` or ``"hard_sigmoid"`` (``relu6(u + 3) / 6``).
         act: between the FCs, ``"relu"`` or ``"silu"`` (``h * sigmoid(h)``, EfficientNet's);
@@ -404,6 +423,8 @@ def squeeze_excite(
     """
     if not _se_args_ok(x, w1, b1, w2, b2, gate, act):
         _se_explain(x, w1, b1, w2, b2, gate, act)
+    if x.dtype not in _KERNEL_FLOATS:  # e.g. fp8: the kernels read fp32 / fp64 / fp16 / bf16
+        return squeeze_excite(x.float(), w1, b1, w2, b2, gate, act).to(x.dtype)
     if _ext.has_kernel_for("squeeze_excite", x) or _on_meta_with_ext(x):
         return torch.ops.zoo.squeeze_excite(x, w1, b1, w2, b2, gate, act)
     return reference.squeeze_excite(x, w1, b1, w2, b2, gate, act)
@@ -456,8 +477,9 @@ def _check_adder_args(x, weight, stride, padding) -> tuple[tuple[int, int], tupl
     weight = _tensor(weight, "weight", 4)
     if weight.dtype != x.dtype:
         raise ValueError(f"weight: expected x's dtype {x.dtype}, got {weight.dtype}")
-    if _definitely(weight.shape[1] != x.shape[1]) or _definitely(weight.shape[0] < 1):
-        raise ValueError(f"weight: expected shape [C_out, C_in={x.shape[1]}, kh, kw] with C_out >= 1, "
+    if (_definitely(weight.shape[1] != x.shape[1]) or _definitely(weight.shape[0] < 1)
+            or _definitely(weight.shape[2] < 1) or _definitely(weight.shape[3] < 1)):
+        raise ValueError(f"weight: expected shape [C_out, C_in={x.shape[1]}, kh, kw] with C_out, kh, kw >= 1, "
                          f"got {tuple(weight.shape)}")
     _same_device(x, "x", weight=weight)
     stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
@@ -551,14 +573,14 @@ def _register_python_kernels() -> None:
     # arguments), so that bad input fails the same way under torch.compile or on "meta".
     @torch.library.register_fake("zoo::nms")
     def _nms_fake(boxes, scores, iou_threshold):
-        _check_boxes_scores(boxes, scores, values=False)
+        _check_boxes_scores(boxes, scores)
         _unit_interval(iou_threshold, "iou_threshold")
         n = torch.library.get_ctx().new_dynamic_size()
         return boxes.new_empty((n,), dtype=torch.int64)
 
     @torch.library.register_fake("zoo::batched_nms")
     def _batched_nms_fake(boxes, scores, idxs, iou_threshold):
-        boxes, scores = _check_boxes_scores(boxes, scores, values=False, allow_flat_empty=True)
+        boxes, scores = _check_boxes_scores(boxes, scores, allow_flat_empty=True)
         _check_idxs(idxs, boxes.shape[0], boxes)
         _unit_interval(iou_threshold, "iou_threshold")
         n = torch.library.get_ctx().new_dynamic_size()
@@ -568,7 +590,7 @@ def _register_python_kernels() -> None:
     def _yolo_decode_fake(pred, anchors, stride):
         anchors_t = _tensor(anchors, "anchors", 2)
         _check_pred(pred, "pred", max(1, anchors_t.shape[0]))
-        _check_anchors(anchors_t, "anchors", pred.device, "pred", pred, values=False)
+        _check_anchors(anchors_t, "anchors", "pred", pred)
         _check_stride(stride, "stride")
         b, ch, h, w = pred.shape
         a = anchors.shape[0]
@@ -578,8 +600,7 @@ def _register_python_kernels() -> None:
     def _yolo_postprocess_fake(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms,
                                multi_label):
         _check_scales(preds, anchors, strides)
-        _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label,
-                           values=False)
+        _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label)
         k = torch.library.get_ctx().new_dynamic_size()
         p = preds[0]
         return (

@@ -2,7 +2,9 @@
 
 The extension is a plain shared library whose static initialisers register the
 ``torch.ops.zoo.*`` schemas and kernels; it is loaded with ``torch.ops.load_library``.
-``ZOO_OPS=torch`` in the environment forces the pure-torch fallback.
+``ZOO_OPS=torch`` in the environment forces the pure-torch fallback. ``ZOO_EXT_PATH=/path/_C.so``
+loads that build instead of the package's ``zoo/_C.so`` (``make asan`` points it at the
+sanitizer build in ``build/asan``).
 """
 from __future__ import annotations
 
@@ -19,10 +21,17 @@ def _load() -> bool:
     global _LOADED, _LOAD_ERROR
     if _LOADED is None:
         try:
-            spec = importlib.util.find_spec("zoo._C")
-            if spec is None or spec.origin is None:
-                raise ImportError("zoo._C is not built (run `make setup` or `pip install --no-build-isolation -e .`)")
-            torch.ops.load_library(spec.origin)
+            path = os.environ.get("ZOO_EXT_PATH")
+            if path:
+                if not os.path.isfile(path):
+                    raise ImportError(f"ZOO_EXT_PATH={path}: no such file")
+            else:
+                spec = importlib.util.find_spec("zoo._C")
+                if spec is None or spec.origin is None:
+                    raise ImportError(
+                        "zoo._C is not built (run `make setup` or `pip install --no-build-isolation -e .`)")
+                path = spec.origin
+            torch.ops.load_library(path)
             _LOADED = True
         except (ImportError, OSError, RuntimeError) as err:
             _LOADED, _LOAD_ERROR = False, str(err)

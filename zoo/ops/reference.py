@@ -131,14 +131,20 @@ def yolo_postprocess(
     max_nms: int,
     multi_label: bool,
     nms_fn=batched_nms,
+    decode_fn=None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The unfused pipeline: decode -> score = obj * cls -> threshold -> cap at ``max_nms`` ->
     class-aware NMS (``nms_fn``, e.g. torchvision.ops.batched_nms) -> cap at ``max_det``.
+    ``decode_fn(pred, anchors, stride)`` replaces :func:`yolo_decode` (tests pass the kernel's,
+    to check the rest of the pipeline exactly).
 
     Returns ``(boxes [K, 4], scores [K], labels [K], image_index [K])`` grouped by image.
     """
-    decoded = torch.cat([yolo_decode(p.float(), a, s) for p, a, s in zip(preds, anchors, strides)], dim=1)
-    out_b, out_s, out_l, out_i = [], [], [], []
+    decode_fn = decode_fn or yolo_decode
+    decoded = torch.cat([decode_fn(p.float(), a, s) for p, a, s in zip(preds, anchors, strides)], dim=1)
+    # (an empty batch still concatenates: the lists start with an empty tensor each)
+    out_b, out_s = [decoded.new_empty((0, 4))], [decoded.new_empty((0,))]
+    out_l, out_i = ([torch.empty(0, dtype=torch.int64, device=decoded.device)] for _ in range(2))
     for b in range(decoded.shape[0]):
         boxes, scores, labels = yolo_candidates(decoded[b], conf_threshold, multi_label)
         order = torch.sort(scores, descending=True, stable=True).indices[:max_nms]
@@ -168,8 +174,18 @@ def squeeze_excite(
     ``x [N, C, H, W]``, ``w1 [Cr, C]``, ``b1 [Cr]``, ``w2 [C, Cr]``, ``b2 [C]``. The FCs run in fp32
     for fp16/bf16 input (as the kernels accumulate). Its gradients are torch autograd's: the
     fallback differentiates it, and the tests take autograd through it as the oracle of the
-    fused backward kernels."""
+    fused backward kernels.
+
+    An empty ``x`` (``N``, ``C``, ``H`` or ``W`` zero) gives an empty result whose weight
+    gradients are zero, as the kernels give them: nothing depends on the weights. (The formula
+    would give ``0 * gate'(u)``, NaN where a weight is NaN or inf, or where an empty plane's
+    mean is.)"""
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if x.numel() == 0:
+        # still connected to every weight, for autograd: the gradient of the sum is the sum of
+        # an empty gradient, 0, broadcast to each weight (no product with the weights' values)
+        total = w1.to(acc).sum() + b1.to(acc).sum() + w2.to(acc).sum() + b2.to(acc).sum()
+        return (x.to(acc) + total).to(x.dtype)
     s = x.to(acc).mean((2, 3))
     h = torch.nn.functional.linear(s, w1.to(acc), b1.to(acc))
     z = torch.relu(h) if act == "relu" else torch.nn.functional.silu(h)
@@ -213,6 +229,11 @@ def adder2d_forward(x: Tensor, weight: Tensor, stride: Sequence[int], padding: S
     co, _, kh, kw = weight.shape
     ho, wo = adder2d_out_size(h, w, kh, kw, stride, padding)
     k = weight[0].numel()
+    if k == 0:  # no input channels: every sum is empty
+        return x.new_zeros((n, co, ho, wo))
+    if h == 0 or w == 0:  # only padding (unfold takes no empty plane): pad explicitly
+        x = torch.nn.functional.pad(x, (padding[1], padding[1], padding[0], padding[0]))
+        padding = (0, 0)
     wmat = weight.reshape(co, k)
     y = x.new_empty((n, co, ho * wo))
     step = _adder_sample_chunk(x, k, ho * wo)
@@ -230,9 +251,13 @@ def adder2d_weight_grad(grad_y: Tensor, x: Tensor, weight: Tensor, stride: Seque
     ``dW[co, k] = sum_{n,p} (X_p[n, k] - W[co, k]) * g[n, co, p]``.
 
     It is linear in X: ``g^T X - W * sum_{n,p} g``, and ``g^T X`` is exactly a convolution's
-    weight gradient, so this runs torch's convolution backward (no patch tensor at all)."""
-    _, dw, _ = torch.ops.aten.convolution_backward(
-        grad_y, x, weight, None, list(stride), list(padding), [1, 1], False, [0, 0], 1, [False, True, False])
+    weight gradient, so this runs torch's convolution backward (no patch tensor at all). An
+    empty x (no samples, no channels, or only padding) has ``g^T X = 0``."""
+    if x.numel() == 0:
+        dw = torch.zeros_like(weight)
+    else:
+        _, dw, _ = torch.ops.aten.convolution_backward(
+            grad_y, x, weight, None, list(stride), list(padding), [1, 1], False, [0, 0], 1, [False, True, False])
     return dw - weight * grad_y.sum((0, 2, 3)).view(-1, 1, 1, 1)
 
 
@@ -247,6 +272,8 @@ def adder2d_input_grad(grad_y: Tensor, x: Tensor, weight: Tensor, stride: Sequen
     n, ci, h, w = x.shape
     co, _, kh, kw = weight.shape
     k = weight[0].numel()
+    if x.numel() == 0:  # nothing to fold onto
+        return torch.zeros_like(x)
     wt = weight.reshape(co, k).t()  # [K, C_out]
     dx = torch.empty_like(x)
     rows_per_step = max(1, ADDER_STEP_BYTES // (k * co * x.element_size()))
