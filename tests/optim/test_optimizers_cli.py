@@ -20,7 +20,7 @@ OPTIM_DIR = os.path.join(ROOT, "configs", "optim")
 CLASSES = {"sgd": zoo.optim.SGD, "adagrad": zoo.optim.Adagrad, "rmsprop": zoo.optim.RMSprop,
            "adam": zoo.optim.Adam, "adamw": zoo.optim.AdamW, "adamax": zoo.optim.Adamax,
            "adadelta": zoo.optim.Adadelta}
-STEPS = 30
+STEPS = 40
 
 # the CLI's optimizer replaces the task's configure_optimizers, and says so
 pytestmark = pytest.mark.filterwarnings("ignore:.*configure_optimizers. will be overridden")
