@@ -30,6 +30,7 @@ import zoo
 from zoo.cli import ZooCLI, main
 from zoo.data.base import EvalShardSampler, shard_for_eval
 from zoo.metrics import MeanAveragePrecision
+from zoo.serialization import load_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DDP = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
@@ -113,7 +114,7 @@ def assert_same_metrics(ddp: dict[str, float], single: dict[str, float], exact: 
 def assert_trained_under_ddp(result: subprocess.CompletedProcess, ckpt: str, steps: int) -> None:
     log = result.stdout + result.stderr
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in log and "Starting with 2 processes" in log
-    saved = [torch.load(p, map_location="cpu", weights_only=False)
+    saved = [load_file(p)
              for p in glob.glob(os.path.join(os.path.dirname(ckpt), "*.ckpt"))]
     assert max(s["global_step"] for s in saved) == steps  # (the best may be an earlier one)
     assert all(torch.isfinite(v).all() for s in saved for v in s["state_dict"].values() if v.is_floating_point())
@@ -249,7 +250,7 @@ def constant_head(ckpt: str, out: str) -> str:
     depends on the order of the images (their score ties), which a gather in the wrong order, or a
     repeated image, changes (0.000587 in order; 0.000515 interleaved across ranks, 0.000541 in
     rank-strided order, 0.000515 with the first image repeated)."""
-    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    saved = load_file(ckpt)
     classes = {(0, 0): 2, (0, 1): 3, (0, 2): 1, (1, 0): 2, (1, 1): 5, (1, 2): 4}  # (level, anchor) -> class
     objectness = {(0, 0): 3.0, (0, 2): 2.5}  # the others 1.0
     for level, name in enumerate(("net.head16.1", "net.head32.1")):
