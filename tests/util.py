@@ -111,11 +111,6 @@ def torch_schedule_lrs(lr: float, steps: int, make_scheduler) -> list[float]:
     return scheduled_lrs(make_scheduler(opt), opt, steps)
 
 
-def kill_at_step_callback():
-    """The class of :class:`KillAtStep` (defined lazily: Lightning is imported only when used)."""
-    return KillAtStep
-
-
 try:  # a callback the resume tests name in a config: SIGKILL the training process at a step
     import pytorch_lightning as _pl
 

@@ -52,7 +52,7 @@ def _output_dir(trainer: pl.Trainer, output_dir: str | None, name: str) -> Path:
     return Path(output_dir or os.path.join(trainer.default_root_dir, name))
 
 
-def _on_rank_zero(trainer: pl.Trainer, items: list) -> list | None:
+def _on_rank_zero(items: list) -> list | None:
     """A prediction writer's ``items`` of every process: under DDP, each process's list (its shard
     of the predict set), concatenated in rank order on rank 0 (the dataset's order, with the
     zoo's contiguous eval shards: :class:`zoo.data.base.EvalShardSampler`) and None on the other
@@ -183,7 +183,7 @@ class DetectionWriter(BasePredictionWriter):
             self._records.append(record)
 
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        records = _on_rank_zero(trainer, self._records)
+        records = _on_rank_zero(self._records)
         if records is None:
             return
         out_dir = _output_dir(trainer, self.output_dir, "predict")
@@ -229,7 +229,7 @@ class _CSVWriter(BasePredictionWriter):
             self._rows.append([idx, files[idx] if files is not None and idx is not None else ""] + rest)
 
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        rows = _on_rank_zero(trainer, self._rows)
+        rows = _on_rank_zero(self._rows)
         if rows is None:
             return
         path = _output_dir(trainer, self.output_dir, "predict") / "predictions.csv"
@@ -324,7 +324,7 @@ class VideoWriter(BasePredictionWriter):
                 self._frames.extend((name, t, round(float(q), 6)) for t, q in enumerate(row))
 
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        parts = _on_rank_zero(trainer, [(self._clips, self._frames)])
+        parts = _on_rank_zero([(self._clips, self._frames)])
         if parts is None:
             return
         clips = [c for part_clips, _ in parts for c in part_clips]
