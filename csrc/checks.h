@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -184,26 +185,47 @@ inline at::Tensor yolo_anchor_values(const at::Tensor& anchors, const std::strin
   return host;
 }
 
-// yolo_decode's arguments, in zoo.ops.yolo_decode's order; returns the fp32 host anchors.
-inline at::Tensor yolo_decode_args(const at::Tensor& pred, const at::Tensor& anchors, double stride) {
+// darknet's scale_x_y of one scale: finite and > 0 (1 = YOLOv3's decode).
+inline void yolo_scale_xy(double v, const std::string& name) { positive_number(v, name); }
+
+// The class activation: "sigmoid" (YOLOv3 / v4) or "softmax" (YOLOv2's region layer).
+enum class ClsAct { kSigmoid, kSoftmax };
+
+inline ClsAct yolo_cls_act(c10::string_view act) {
+  if (act == "sigmoid") return ClsAct::kSigmoid;
+  if (act == "softmax") return ClsAct::kSoftmax;
+  TORCH_CHECK_VALUE(false, "cls_act: expected one of ('sigmoid', 'softmax'), got '", std::string(act), "'");
+}
+
+// yolo_decode's arguments, in zoo.ops.yolo_decode's order; returns the fp32 host anchors
+// (and the parsed class activation in `act`).
+inline at::Tensor yolo_decode_args(const at::Tensor& pred, const at::Tensor& anchors, double stride, double scale_xy,
+                                   c10::string_view cls_act, ClsAct& act) {
   dim(anchors, "anchors", 2);
   yolo_pred(pred, "pred", std::max<int64_t>(1, anchors.size(0)));
   yolo_anchors(anchors, "anchors", pred, "pred");
   positive_number(stride, "stride");
+  yolo_scale_xy(scale_xy, "scale_xy");
+  act = yolo_cls_act(cls_act);
   return yolo_anchor_values(anchors, "anchors");
 }
 
 // yolo_postprocess's arguments, in zoo.ops.yolo_postprocess's order. Returns the fp32 host
-// anchors of each scale; `classes` gets C.
+// anchors of each scale; `classes` gets C, `scales` each scale's scale_x_y (1.0 for all when
+// scale_xy is None), `act` the class activation.
 inline std::vector<at::Tensor> yolo_postprocess_args(at::TensorList preds, at::TensorList anchors,
                                                      at::ArrayRef<double> strides, double conf_threshold,
                                                      double iou_threshold, int64_t max_det, int64_t max_nms,
-                                                     int64_t& classes) {
+                                                     const std::optional<at::ArrayRef<double>>& scale_xy,
+                                                     c10::string_view cls_act, int64_t& classes,
+                                                     std::vector<double>& scales, ClsAct& act) {
   const size_t S = preds.size();
   TORCH_CHECK_VALUE(S > 0, "preds: expected a non-empty list of [B, A*(5+C), H, W] tensors, one per scale");
   TORCH_CHECK_VALUE(anchors.size() == S, "anchors: got ", anchors.size(), " anchor sets for ", S,
                     " scales in preds");
   TORCH_CHECK_VALUE(strides.size() == S, "strides: got ", strides.size(), " strides for ", S, " scales in preds");
+  TORCH_CHECK_VALUE(!scale_xy.has_value() || scale_xy->size() == S, "scale_xy: got ",
+                    scale_xy.has_value() ? scale_xy->size() : 0, " values for ", S, " scales in preds");
   std::vector<at::Tensor> host;
   int64_t batch = 0;
   for (size_t s = 0; s < S; ++s) {
@@ -219,11 +241,15 @@ inline std::vector<at::Tensor> yolo_postprocess_args(at::TensorList preds, at::T
     same_device(preds[0], "preds[0]", preds[s], p_name);
     yolo_anchors(anchors[s], a_name, preds[s], p_name);
     positive_number(strides[s], "strides[" + std::to_string(s) + "]");
+    if (scale_xy.has_value()) yolo_scale_xy((*scale_xy)[s], "scale_xy[" + std::to_string(s) + "]");
   }
   unit_interval(conf_threshold, "conf_threshold");
   unit_interval(iou_threshold, "iou_threshold");
   positive_int(max_det, "max_det");
   positive_int(max_nms, "max_nms");
+  act = yolo_cls_act(cls_act);
+  scales.assign(S, 1.0);
+  if (scale_xy.has_value()) scales.assign(scale_xy->begin(), scale_xy->end());
   for (size_t s = 0; s < S; ++s) host.push_back(yolo_anchor_values(anchors[s], "anchors[" + std::to_string(s) + "]"));
   return host;
 }

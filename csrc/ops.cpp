@@ -14,21 +14,30 @@
 //   nms within each idxs value separately; all kept indices sorted by score
 //   descending, ties by lower index.
 //
-// yolo_decode(pred[B, A*(5+C), H, W], anchors[A,2] fp32 px, stride) -> [B, A*H*W, 5+C]
-//   Row a*H*W + y*W + x of image b: cx = (sigmoid(tx) + x) * stride,
-//   cy = (sigmoid(ty) + y) * stride, w = exp(min(tw, 10)) * anchor_w,
-//   h = exp(min(th, 10)) * anchor_h, then sigmoid(objectness) and sigmoid of each class
-//   logit; computed in fp32, output dtype = pred's. The cap of 10 on the size logits
-//   (kWhLogitMax in csrc/yolo_decode.h, WH_LOGIT_MAX in zoo/ops/boxes.py) is part of the
-//   contract: a diverging logit gives a finite box (exp(10) * anchor), a NaN stays NaN.
+// yolo_decode(pred[B, A*(5+C), H, W], anchors[A,2] fp32 px, stride, scale_xy=1.0,
+//             cls_act="sigmoid") -> [B, A*H*W, 5+C]
+//   Row a*H*W + y*W + x of image b: cx = (sigmoid(tx) * s - o + x) * stride,
+//   cy = (sigmoid(ty) * s - o + y) * stride, w = exp(min(tw, 10)) * anchor_w,
+//   h = exp(min(th, 10)) * anchor_h, then sigmoid(objectness), then the class
+//   probabilities: sigmoid of each class logit (cls_act "sigmoid", YOLOv3 / v4) or the
+//   softmax over the cell's C class logits (cls_act "softmax", YOLOv2's region layer:
+//   exp(l_c - max) / sum_c exp(l_c - max), NaN for the whole row where torch.softmax gives
+//   it: a NaN or +inf logit, or all -inf). s is darknet's scale_x_y rounded to fp32 and
+//   o = 0.5 * (s - 1) computed in double from that fp32 s, then rounded to fp32 (finite,
+//   > 0; s = 1 is YOLOv3's (sigmoid(t) + x) * stride bit for bit). Computed in fp32,
+//   output dtype = pred's. The cap of 10 on the size logits (kWhLogitMax in
+//   csrc/yolo_decode.h, WH_LOGIT_MAX in zoo/ops/boxes.py) is part of the contract: a
+//   diverging logit gives a finite box (exp(10) * anchor), a NaN stays NaN.
 //
 // yolo_postprocess(preds[S], anchors[S], strides[S], conf_threshold, iou_threshold,
-//                  max_det, max_nms, multi_label)
+//                  max_det, max_nms, multi_label, scale_xy[S]?=None, cls_act="sigmoid")
 //   -> (boxes[K,4] fp32 xyxy, scores[K] fp32, labels[K] int64, image_index[K] int64)
-//   Per image, the same result as: decode every scale, concatenate rows in scale
-//   order, score_c = obj * cls_c; multi_label=false: score = max_c score_c with the
-//   first arg-max as label, candidate iff score > conf_threshold; multi_label=true:
-//   one candidate per (row, c) with score_c > conf_threshold, in (row, c) order.
+//   Per image, the same result as: decode every scale (scale s with scale_xy[s], all 1.0
+//   when None, and cls_act), concatenate rows in scale order, score_c = obj * p_c;
+//   multi_label=false: score = max_c score_c with the first arg-max as label, candidate
+//   iff score > conf_threshold; multi_label=true: one candidate per (row, c) with
+//   score_c > conf_threshold, in (row, c) order. scale_xy's length (when given) is the
+//   number of scales, each value finite and > 0.
 //   Candidates are stably sorted by score descending, capped at max_nms, reduced by
 //   batched_nms on their labels, and capped at max_det. Output rows are grouped by
 //   image (ascending), each image's rows in descending score order.
@@ -65,10 +74,11 @@
 TORCH_LIBRARY(zoo, m) {
   m.def("nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
   m.def("batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor");
-  m.def("yolo_decode(Tensor pred, Tensor anchors, float stride) -> Tensor");
+  m.def("yolo_decode(Tensor pred, Tensor anchors, float stride, float scale_xy=1.0, str cls_act='sigmoid') -> Tensor");
   m.def(
       "yolo_postprocess(Tensor[] preds, Tensor[] anchors, float[] strides, float conf_threshold, "
-      "float iou_threshold, int max_det, int max_nms, bool multi_label) -> (Tensor, Tensor, Tensor, Tensor)");
+      "float iou_threshold, int max_det, int max_nms, bool multi_label, float[]? scale_xy=None, "
+      "str cls_act='sigmoid') -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("squeeze_excite(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, str gate, str act='relu') -> Tensor");
   m.def(
       "squeeze_excite_backward(Tensor grad_y, Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, str gate, "

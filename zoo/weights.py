@@ -15,7 +15,7 @@ A state dict is accepted in any *layout* the zoo knows for the model:
   (``ModelSpec.converters``, defined beside the model, e.g. ``timm`` for ``darknet53``);
 * ``darknet``: a darknet binary ``.weights`` file (or a backbone cut such as
   ``darknet53.conv.74``) for any net with a ``darknet_conv_order()`` method
-  (``yolov3``, ``yolov3_tiny``, ``darknet53``); see :func:`load_darknet_weights`.
+  (:data:`DARKNET_MODELS`); see :func:`load_darknet_weights`.
 
 A layout matches when, after conversion, the keys are exactly the net's keys and
 every shape agrees. ``module.`` prefixes (DataParallel / DDP) are stripped first.
@@ -33,8 +33,13 @@ from .serialization import DarknetWeights, is_darknet_file, load_file, read_dark
 
 StateDict = dict[str, torch.Tensor]
 
-__all__ = ["DarknetWeights", "convert_state_dict", "darknet_state_dict", "is_darknet_file", "load_darknet_weights",
-           "load_file", "load_weights", "read_checkpoint", "read_darknet_weights"]
+#: The registered models whose nets have a darknet layout (``darknet_conv_order()``) that darknet
+#: ``.weights`` files exist for (``yolov3_se`` has one too, but its SE blocks are not in darknet files).
+DARKNET_MODELS = ("darknet53", "yolov1", "yolov2", "yolov3", "yolov3_tiny", "yolov4", "yolov4_tiny")
+_DARKNET_LIST = ", ".join(DARKNET_MODELS[:-1]) + " and " + DARKNET_MODELS[-1]
+
+__all__ = ["DARKNET_MODELS", "DarknetWeights", "convert_state_dict", "darknet_state_dict", "is_darknet_file",
+           "load_darknet_weights", "load_file", "load_weights", "read_checkpoint", "read_darknet_weights"]
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[StateDict, dict[str, Any] | None]:
@@ -152,7 +157,11 @@ def darknet_state_dict(
     ``net.darknet_conv_order()`` lists ``(conv, bn)`` in cfg order; per layer the
     file holds, as darknet's ``load_convolutional_weights``: with BN its bias (beta),
     weight (gamma), running_mean, running_var, else the conv bias; then the conv
-    weight ``(out, in, kh, kw)`` flattened (an ``nn.Linear`` is a 1x1 conv).
+    weight ``(out, in, kh, kw)`` flattened. An ``nn.Linear`` is the same: bias, then the
+    ``(out, in)`` weight, whether it stands for a 1x1 conv classifier or a darknet ``[connected]``
+    layer -- except in files whose header version has a major or minor number above 1000, which
+    darknet's parser reads as holding ``[connected]`` weights transposed, ``(in, out)``: the layers
+    ``net.darknet_connected_layers()`` lists (if the net has that method) are transposed back then.
 
     ``strict`` (default: True unless ``weights.partial``): the file must hold every
     darknet layer of the net and the net may have no parameters outside them (the SE
@@ -169,12 +178,14 @@ def darknet_state_dict(
     if order_fn is None:
         raise ValueError(
             f"weights: {path!r} is a darknet weights file, but {label} has no darknet layout "
-            "(darknet files load into yolov3, yolov3_tiny and darknet53)"
+            f"(darknet files load into {_DARKNET_LIST})"
         )
     order = order_fn()
     names = {id(m): n for n, m in net.named_modules()}
     values = weights["values"]
     total = values.numel()
+    major, minor = (int(v) for v in weights["header"][:2])
+    transposed = major > 1000 or minor > 1000  # darknet parser.c: old [connected] layout
 
     def key(module: nn.Module, attr: str) -> str:
         prefix = names[id(module)]
@@ -191,6 +202,8 @@ def darknet_state_dict(
             entries.append((key(layer, "bias"), layer.bias.shape))
         entries.append((key(layer, "weight"), layer.weight.shape))
         plan.append(entries)
+    connected = getattr(net, "darknet_connected_layers", lambda: [])()
+    connected_weights = {key(layer, "weight") for layer in connected}
     needed = sum(s.numel() for entries in plan for _, s in entries)
 
     sd = net.state_dict()
@@ -207,19 +220,22 @@ def darknet_state_dict(
             else:
                 where = f"holds only the first {i} layers (strict=False loads such a cut, e.g. darknet53.conv.74)"
             raise ValueError(
-                f"weights: {path!r} is too short for {label}: it holds {total} float32 values after its "
-                f"header, the net's {len(plan)} darknet layers need {needed}; the file {where}"
+                f"weights: {path!r} is too short for {label}: expected {needed} float32 values after its "
+                f"header (the net's {len(plan)} darknet layers), found {total}; the file {where}"
             )
         for k, shape in entries:
             n = shape.numel()
-            out[k] = values[pos : pos + n].view(shape)
+            if transposed and k in connected_weights:
+                out[k] = values[pos : pos + n].view(shape[1], shape[0]).t()
+            else:
+                out[k] = values[pos : pos + n].view(shape)
             covered.add(k)
             pos += n
     if pos != total:
         raise ValueError(
-            f"weights: {path!r} does not fit {label}: {total - pos} float32 values are left over after its "
-            f"{len(plan)} darknet layers ({needed} values); was it saved for another model, "
-            "number of classes or anchors?"
+            f"weights: {path!r} does not fit {label}: expected {needed} float32 values after its header "
+            f"(the net's {len(plan)} darknet layers), found {total}: {total - pos} float32 values are left "
+            "over; was it saved for another model, number of classes or anchors?"
         )
     if strict:
         outside = [n for n, _ in net.named_parameters() if n not in covered]
@@ -227,7 +243,7 @@ def darknet_state_dict(
             raise ValueError(
                 f"weights: {path!r} is a darknet weights file, which holds only darknet's conv/BN layers, "
                 f"but {label} has {len(outside)} parameters outside them ({', '.join(outside[:3])}, ...): "
-                "darknet weights exist for yolov3, yolov3_tiny and darknet53, not SE variants. To load the "
+                f"darknet weights exist for {_DARKNET_LIST}, not SE variants. To load the "
                 "convs and leave the rest at its init, call "
                 "zoo.weights.load_darknet_weights(net, path, strict=False)"
             )
@@ -239,7 +255,9 @@ def load_darknet_weights(net: nn.Module, path: str | os.PathLike, strict: bool |
 
     ``net`` is any net with ``darknet_conv_order()``: ``YOLOv3`` (yolov3.cfg),
     ``YOLOv3Tiny`` (yolov3-tiny.cfg), ``Darknet53`` (darknet53.cfg: 52 convs + the
-    classifier as a 1x1 conv). The number of classes and anchors must be the file's.
+    classifier as a 1x1 conv), ``YOLOv4`` / ``YOLOv4Tiny`` (AlexeyAB's yolov4.cfg /
+    yolov4-tiny.cfg), ``YOLOv2`` (yolov2.cfg), ``YOLOv1`` (yolo.cfg of 2015: 24 convs with biases
+    and two connected layers). The number of classes and anchors must be the file's.
     ``strict``: see :func:`darknet_state_dict` -- by default a ``*.conv.<N>`` cut
     loads partially (the rest keeps its init), any other file must cover the whole
     net; ``strict=False`` also loads ``yolov3_se`` from yolov3 weights (the SE blocks

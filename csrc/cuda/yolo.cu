@@ -3,11 +3,14 @@
 // yolo_decode: one tiled kernel. A block takes 32 grid cells x 32 channels of one
 // (image, anchor): it reads the logits with lanes along the cells (coalesced, the map is
 // [B, A*(5+C), H, W]), decodes them into shared memory, and writes them with lanes along
-// the channels (each output row holds the 5+C values of one cell).
+// the channels (each output row holds the 5+C values of one cell). With cls_act "softmax"
+// the first row of threads first takes each cell's softmax maximum and sum over all C
+// class logits (yolo_decode.h's softmax_stats, the CPU kernels' order), into shared memory.
 //
 // yolo_postprocess never materialises the decoded [B, N, 5+C] tensor:
 //   1. count kernel: per cell, read the objectness logit; only when obj > conf (a score is
-//      obj * cls <= obj) read the class logits and count the candidates of the cell.
+//      obj * p <= obj, for sigmoid and softmax alike) read the class logits and count the
+//      candidates of the cell.
 //   2. an inclusive scan of the counts (enumeration order: image, scale, anchor, y, x)
 //      gives every candidate a slot, so the candidate list is compact and deterministic.
 //   3. write kernel: cells with candidates decode their box and write (box, score, label,
@@ -55,23 +58,27 @@ __device__ __forceinline__ float load_f(const scalar_t* p) {
 }
 
 // Channel k of a decoded cell at grid (gx, gy): centre and size in pixels (yolo_decode.h),
-// then sigmoid of the objectness and class logits.
+// then sigmoid of the objectness, and sigmoid or softmax (the cell's max m and sum) of the
+// class logits.
+template <bool kSoftmax>
 __device__ __forceinline__ float decode_channel(int64_t k, float v, float gx, float gy, float aw, float ah,
-                                                float stride) {
-  if (k == 0) return yolo::decode_xy(v, gx, stride);
-  if (k == 1) return yolo::decode_xy(v, gy, stride);
+                                                float stride, yolo::XyScale xy, float m, float sum) {
+  if (k == 0) return yolo::decode_xy(v, gx, stride, xy);
+  if (k == 1) return yolo::decode_xy(v, gy, stride, xy);
   if (k == 2) return yolo::decode_wh(v, aw);
   if (k == 3) return yolo::decode_wh(v, ah);
+  if (kSoftmax && k >= 5) return yolo::softmax_prob(v, m, sum);
   return sigmoid(v);
 }
 
 // grid (B*A*p_tiles, ceil(K/kTileK)), block (kTileP, kTileRows).
-template <typename scalar_t>
+template <typename scalar_t, bool kSoftmax>
 __global__ void __launch_bounds__(kTileP* kTileRows)
     yolo_decode_kernel(const scalar_t* __restrict__ pred, const float* __restrict__ anchors, int64_t A,
-                       int64_t K, int64_t W, int64_t HW, int64_t p_tiles, float stride,
+                       int64_t K, int64_t W, int64_t HW, int64_t p_tiles, float stride, yolo::XyScale xy,
                        scalar_t* __restrict__ out) {
   __shared__ float tile[kTileK][kTileP + 1];  // +1: conflict-free column reads
+  __shared__ float cell_max[kTileP], cell_sum[kTileP];  // softmax only
   const int64_t ba = blockIdx.x / p_tiles;    // b * A + a
   const int64_t p0 = (blockIdx.x % p_tiles) * kTileP;
   const int64_t k0 = static_cast<int64_t>(blockIdx.y) * kTileK;
@@ -79,15 +86,28 @@ __global__ void __launch_bounds__(kTileP* kTileRows)
   const float aw = anchors[2 * a];
   const float ah = anchors[2 * a + 1];
 
-  // Read + decode: lanes along grid cells, one channel per warp.
   const int64_t p = p0 + threadIdx.x;
+  const scalar_t* src = pred + ba * K * HW + p;  // channel k at src[k * HW] (when p < HW)
+  if (kSoftmax) {
+    // Each cell's softmax max and sum over all C classes (lanes along cells: coalesced).
+    if (threadIdx.y == 0 && p < HW) {
+      float m, sum;
+      yolo::softmax_stats(src + 5 * HW, HW, K - 5, m, sum);
+      cell_max[threadIdx.x] = m;
+      cell_sum[threadIdx.x] = sum;
+    }
+    __syncthreads();
+  }
+
+  // Read + decode: lanes along grid cells, one channel per warp.
   if (p < HW) {
-    const scalar_t* src = pred + ba * K * HW + p;  // channel k at src[k * HW]
     const float gx = static_cast<float>(p % W);
     const float gy = static_cast<float>(p / W);
+    const float m = kSoftmax ? cell_max[threadIdx.x] : 0.f;
+    const float sum = kSoftmax ? cell_sum[threadIdx.x] : 1.f;
     for (int kk = threadIdx.y; kk < kTileK && k0 + kk < K; kk += kTileRows) {
       const int64_t k = k0 + kk;
-      tile[kk][threadIdx.x] = decode_channel(k, load_f(src + k * HW), gx, gy, aw, ah, stride);
+      tile[kk][threadIdx.x] = decode_channel<kSoftmax>(k, load_f(src + k * HW), gx, gy, aw, ah, stride, xy, m, sum);
     }
   }
   __syncthreads();
@@ -102,16 +122,30 @@ __global__ void __launch_bounds__(kTileP* kTileRows)
   }
 }
 
-// Single-label score of a cell: max over c of obj * cls_c, label = the first arg-max.
+// The class activation of a cell's logits at cls[c * HW]: the softmax's max and sum (or
+// nothing, for sigmoid), then each class's probability.
+template <bool kSoftmax>
+struct ClassProbs {
+  float m = 0.f, sum = 1.f;
+  template <typename scalar_t>
+  __device__ __forceinline__ ClassProbs(const scalar_t* cls, int64_t HW, int64_t C) {
+    if (kSoftmax) yolo::softmax_stats(cls, HW, C, m, sum);
+  }
+  __device__ __forceinline__ float operator()(float logit) const {
+    return kSoftmax ? yolo::softmax_prob(logit, m, sum) : sigmoid(logit);
+  }
+};
+
+// Single-label score of a cell: max over c of obj * p_c, label = the first arg-max.
 // Returns false when some score is NaN (torch.max then gives NaN, which passes no threshold).
-template <typename scalar_t>
-__device__ __forceinline__ bool best_class(const scalar_t* cls, int64_t HW, int64_t C, float obj, float& best,
-                                           int64_t& label) {
+template <typename scalar_t, bool kSoftmax>
+__device__ __forceinline__ bool best_class(const scalar_t* cls, int64_t HW, int64_t C, float obj,
+                                           const ClassProbs<kSoftmax>& prob, float& best, int64_t& label) {
   bool finite = true;
   best = 0.f;
   label = 0;
   for (int64_t c = 0; c < C; ++c) {
-    const float s = obj * sigmoid(load_f(cls + c * HW));
+    const float s = obj * prob(load_f(cls + c * HW));
     if (c == 0 || s > best) {
       best = s;
       label = c;
@@ -123,7 +157,7 @@ __device__ __forceinline__ bool best_class(const scalar_t* cls, int64_t HW, int6
 
 // Step 1: counts[b * N + row] = candidates of the cell (row = offset + a*HW + p).
 // One scale; idx enumerates (b, a, p) with p fastest, so objectness reads coalesce.
-template <typename scalar_t, bool kMulti>
+template <typename scalar_t, bool kMulti, bool kSoftmax>
 __global__ void __launch_bounds__(kThreads)
     yolo_count_kernel(const scalar_t* __restrict__ pred, int64_t cells, int64_t A, int64_t HW, int64_t C,
                       int64_t rows_per_image, int64_t row_offset, float conf, int32_t* __restrict__ counts) {
@@ -137,14 +171,15 @@ __global__ void __launch_bounds__(kThreads)
     const float obj = sigmoid(load_f(cell + 4 * HW));
     if (obj > conf) {  // otherwise no class can pass: obj * cls <= obj
       const scalar_t* cls = cell + 5 * HW;
+      const ClassProbs<kSoftmax> prob(cls, HW, C);
       if (kMulti) {
         for (int64_t c = 0; c < C; ++c) {
-          if (obj * sigmoid(load_f(cls + c * HW)) > conf) ++n;
+          if (obj * prob(load_f(cls + c * HW)) > conf) ++n;
         }
       } else {
         float best;
         int64_t label;
-        if (best_class(cls, HW, C, obj, best, label) && best > conf) n = 1;
+        if (best_class(cls, HW, C, obj, prob, best, label) && best > conf) n = 1;
       }
     }
     counts[b * rows_per_image + row_offset + (idx - b * A * HW)] = n;
@@ -152,11 +187,11 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // Step 3: cells with candidates write them to slots ends[row] - count .. ends[row] - 1.
-template <typename scalar_t, bool kMulti>
+template <typename scalar_t, bool kMulti, bool kSoftmax>
 __global__ void __launch_bounds__(kThreads)
     yolo_write_kernel(const scalar_t* __restrict__ pred, const float* __restrict__ anchors, int64_t cells,
                       int64_t A, int64_t W, int64_t HW, int64_t C, int64_t rows_per_image, int64_t row_offset,
-                      float stride, float conf, const int32_t* __restrict__ counts,
+                      float stride, yolo::XyScale xy, float conf, const int32_t* __restrict__ counts,
                       const int64_t* __restrict__ ends, float4* __restrict__ out_box,
                       float* __restrict__ out_score, int64_t* __restrict__ out_label,
                       int64_t* __restrict__ out_image, int64_t* __restrict__ out_key) {
@@ -176,12 +211,14 @@ __global__ void __launch_bounds__(kThreads)
     const float gx = static_cast<float>(p % W);
     const float gy = static_cast<float>(p / W);
     float xyxy[4];
-    yolo::cxcywh_to_xyxy(yolo::decode_xy(load_f(cell), gx, stride), yolo::decode_xy(load_f(cell + HW), gy, stride),
+    yolo::cxcywh_to_xyxy(yolo::decode_xy(load_f(cell), gx, stride, xy),
+                         yolo::decode_xy(load_f(cell + HW), gy, stride, xy),
                          yolo::decode_wh(load_f(cell + 2 * HW), anchors[2 * a]),
                          yolo::decode_wh(load_f(cell + 3 * HW), anchors[2 * a + 1]), xyxy);
     const float4 box = make_float4(xyxy[0], xyxy[1], xyxy[2], xyxy[3]);
     const float obj = sigmoid(load_f(cell + 4 * HW));
     const scalar_t* cls = cell + 5 * HW;
+    const ClassProbs<kSoftmax> prob(cls, HW, C);
 
     // Sort key: image ascending, then score descending. Scores are > conf >= 0, and the
     // bit patterns of non-negative floats order like their values.
@@ -195,7 +232,7 @@ __global__ void __launch_bounds__(kThreads)
     if (kMulti) {
       int32_t left = n;  // the count kernel's decisions, recomputed identically
       for (int64_t c = 0; c < C && left > 0; ++c) {
-        const float s = obj * sigmoid(load_f(cls + c * HW));
+        const float s = obj * prob(load_f(cls + c * HW));
         if (s > conf) {
           emit(slot++, s, c);
           --left;
@@ -204,7 +241,7 @@ __global__ void __launch_bounds__(kThreads)
     } else {
       float best;
       int64_t label;
-      best_class(cls, HW, C, obj, best, label);
+      best_class(cls, HW, C, obj, prob, best, label);
       emit(slot, best, label);
     }
   }
@@ -212,8 +249,10 @@ __global__ void __launch_bounds__(kThreads)
 
 int grid_1d(int64_t n) { return static_cast<int>(std::min(ceil_div(n, kThreads), kMaxBlocks)); }
 
-at::Tensor yolo_decode_cuda(const at::Tensor& pred_in, const at::Tensor& anchors_in, double stride) {
-  checks::yolo_decode_args(pred_in, anchors_in, stride);  // reads the A x 2 anchors on the host
+at::Tensor yolo_decode_cuda(const at::Tensor& pred_in, const at::Tensor& anchors_in, double stride, double scale_xy,
+                            c10::string_view cls_act) {
+  checks::ClsAct act;
+  checks::yolo_decode_args(pred_in, anchors_in, stride, scale_xy, cls_act, act);  // reads the A x 2 anchors on the host
   c10::cuda::CUDAGuard guard(pred_in.device());
 
   const at::Tensor pred = pred_in.contiguous();
@@ -231,10 +270,12 @@ at::Tensor yolo_decode_cuda(const at::Tensor& pred_in, const at::Tensor& anchors
   const dim3 grid(static_cast<unsigned>(B * A * p_tiles), static_cast<unsigned>(k_tiles));
   const dim3 block(kTileP, kTileRows);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const yolo::XyScale xy = yolo::xy_scale(scale_xy);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, pred.scalar_type(), "yolo_decode_cuda", [&] {
-    yolo_decode_kernel<scalar_t><<<grid, block, 0, stream>>>(pred.data_ptr<scalar_t>(), anchors.data_ptr<float>(),
-                                                              A, K, W, HW, p_tiles, static_cast<float>(stride),
-                                                              out.data_ptr<scalar_t>());
+    const auto kernel = act == checks::ClsAct::kSoftmax ? yolo_decode_kernel<scalar_t, true>
+                                                        : yolo_decode_kernel<scalar_t, false>;
+    kernel<<<grid, block, 0, stream>>>(pred.data_ptr<scalar_t>(), anchors.data_ptr<float>(), A, K, W, HW, p_tiles,
+                                       static_cast<float>(stride), xy, out.data_ptr<scalar_t>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
@@ -244,15 +285,21 @@ struct Scale {
   at::Tensor pred;     // contiguous [B, A*(5+C), H, W]
   at::Tensor anchors;  // contiguous fp32 [A, 2]
   float stride;
+  yolo::XyScale xy;    // scale_x_y and its offset
   int64_t A, W, HW;
   int64_t row_offset;  // first row of this scale within an image's rows
 };
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> yolo_postprocess_cuda(
     at::TensorList preds, at::TensorList anchors, at::ArrayRef<double> strides, double conf_threshold,
-    double iou_threshold, int64_t max_det, int64_t max_nms, bool multi_label) {
+    double iou_threshold, int64_t max_det, int64_t max_nms, bool multi_label,
+    std::optional<at::ArrayRef<double>> scale_xy, c10::string_view cls_act) {
   int64_t C = 0;
-  checks::yolo_postprocess_args(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, C);
+  std::vector<double> scale_of;
+  checks::ClsAct act;
+  checks::yolo_postprocess_args(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, scale_xy,
+                                cls_act, C, scale_of, act);
+  const bool softmax = act == checks::ClsAct::kSoftmax;
   const at::Tensor& first = preds[0];
   c10::cuda::CUDAGuard guard(first.device());
 
@@ -263,8 +310,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> yolo_postprocess_cuda
   for (size_t s = 0; s < preds.size(); ++s) {
     const at::Tensor& p = preds[s];
     const int64_t A = anchors[s].size(0);
-    Scale sc{p.contiguous(), anchors[s].to(at::kFloat).contiguous(), static_cast<float>(strides[s]), A, p.size(3),
-             p.size(2) * p.size(3), N};
+    Scale sc{p.contiguous(), anchors[s].to(at::kFloat).contiguous(), static_cast<float>(strides[s]),
+             yolo::xy_scale(scale_of[s]), A, p.size(3), p.size(2) * p.size(3), N};
     N += A * sc.HW;
     scales.push_back(std::move(sc));
   }
@@ -285,7 +332,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> yolo_postprocess_cuda
     const int64_t cells = B * sc.A * sc.HW;
     if (cells == 0) continue;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, sc.pred.scalar_type(), "yolo_count_cuda", [&] {
-      const auto kernel = multi_label ? yolo_count_kernel<scalar_t, true> : yolo_count_kernel<scalar_t, false>;
+      const auto kernel = multi_label ? (softmax ? yolo_count_kernel<scalar_t, true, true>
+                                                 : yolo_count_kernel<scalar_t, true, false>)
+                                      : (softmax ? yolo_count_kernel<scalar_t, false, true>
+                                                 : yolo_count_kernel<scalar_t, false, false>);
       kernel<<<grid_1d(cells), kThreads, 0, stream>>>(sc.pred.data_ptr<scalar_t>(), cells, sc.A, sc.HW, C, N,
                                                       sc.row_offset, conf, counts.data_ptr<int32_t>());
     });
@@ -310,10 +360,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> yolo_postprocess_cuda
     const int64_t cells = B * sc.A * sc.HW;
     if (cells == 0) continue;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, sc.pred.scalar_type(), "yolo_write_cuda", [&] {
-      const auto kernel = multi_label ? yolo_write_kernel<scalar_t, true> : yolo_write_kernel<scalar_t, false>;
+      const auto kernel = multi_label ? (softmax ? yolo_write_kernel<scalar_t, true, true>
+                                                 : yolo_write_kernel<scalar_t, true, false>)
+                                      : (softmax ? yolo_write_kernel<scalar_t, false, true>
+                                                 : yolo_write_kernel<scalar_t, false, false>);
       kernel<<<grid_1d(cells), kThreads, 0, stream>>>(
           sc.pred.data_ptr<scalar_t>(), sc.anchors.data_ptr<float>(), cells, sc.A, sc.W, sc.HW, C, N,
-          sc.row_offset, sc.stride, conf, counts.data_ptr<int32_t>(), ends.data_ptr<int64_t>(),
+          sc.row_offset, sc.stride, sc.xy, conf, counts.data_ptr<int32_t>(), ends.data_ptr<int64_t>(),
           reinterpret_cast<float4*>(cand_box.data_ptr<float>()), cand_score.data_ptr<float>(),
           cand_label.data_ptr<int64_t>(), cand_image.data_ptr<int64_t>(), cand_key.data_ptr<int64_t>());
     });

@@ -212,13 +212,23 @@ def yolo_decode_bad_inputs():
         "stride -8": (p, a, -8.0),
         "stride NaN": (p, a, float("nan")),
         "stride inf": (p, a, float("inf")),
+        "scale_xy 0": (p, a, 8.0, 0.0),
+        "scale_xy -1.2": (p, a, 8.0, -1.2),
+        "scale_xy NaN": (p, a, 8.0, float("nan")),
+        "scale_xy inf": (p, a, 8.0, float("inf")),
+        "cls_act relu": (p, a, 8.0, 1.0, "relu"),
+        "cls_act Softmax": (p, a, 8.0, 1.2, "Softmax"),
+        # two faults: the checks' order decides (stride, scale_xy, cls_act, then the anchor values)
+        "scale_xy NaN and cls_act relu": (p, a, 8.0, float("nan"), "relu"),
+        "stride 0 and scale_xy 0": (p, a, 0.0, 0.0),
+        "anchors NaN and cls_act relu": (p, a * float("nan"), 8.0, 1.0, "relu"),
     }
 
 
 def yolo_postprocess_bad_inputs():
     maps = yolo_maps(batch=2, size=64, num_classes=2, positives=5)
     anc = [a.clone() for a in COCO_ANCHORS.unbind(0)]
-    good = (maps, anc, STRIDES, 0.25, 0.45, 300, 30000, False)
+    good = (maps, anc, STRIDES, 0.25, 0.45, 300, 30000, False, None, "sigmoid")
 
     def with_(i, v):
         return tuple(v if j == i else x for j, x in enumerate(good))
@@ -247,6 +257,19 @@ def yolo_postprocess_bad_inputs():
         "max_det 0": with_(5, 0),
         "max_nms 0": with_(6, 0),
         "max_nms -5": with_(6, -5),
+        "scale_xy count": with_(8, [1.2, 1.1]),
+        "scale_xy too many": with_(8, [1.2, 1.1, 1.05, 1.0]),
+        "scale_xy[1] NaN": with_(8, [1.2, float("nan"), 1.05]),
+        "scale_xy[2] 0": with_(8, [1.2, 1.1, 0.0]),
+        "scale_xy[0] -1": with_(8, [-1.0, 1.1, 1.05]),
+        "scale_xy[1] inf": with_(8, [1.2, float("inf"), 1.05]),
+        "cls_act relu": with_(9, "relu"),
+        # two faults: the checks' order decides
+        "scale_xy count and preds[1] int": tuple([scale(maps, 1, maps[1].long()), *good[1:8], [1.0], "sigmoid"]),
+        "scale_xy[1] NaN and anchors[0] NaN": tuple([maps, scale(anc, 0, anc[0] * float("nan")), *good[2:8],
+                                                    [1.0, float("nan"), 1.0], "sigmoid"]),
+        "cls_act relu and max_det 0": tuple([*good[:5], 0, *good[6:9], "relu"]),
+        "cls_act relu and scale_xy[2] 0": tuple([*good[:8], [1.0, 1.0, 0.0], "relu"]),
     }
 
 

@@ -25,7 +25,11 @@ The contracts pinned here (docs/OPS.md, the op docstrings):
   valid: their fp32 areas overflow to inf, the IoU is NaN and suppresses nothing, in both.
 * yolo_decode: NaN logits stay NaN, +-inf and huge logits decode to the capped box
   (docs/OPS.md); values are compared with a few-ulp tolerance (the kernels' expf and torch's
-  sigmoid/exp may differ in the last bits) and NaN / +-inf must be at the same places.
+  sigmoid/exp may differ in the last bits) and NaN / +-inf must be at the same places. With
+  darknet's scale_x_y ``s``, ``sigmoid * s - 0.5 * (s - 1)`` can cancel to near 0, so the centres
+  get an absolute tolerance of a few fp32 ulps of ``(s + |offset| + cell) * stride`` too. The
+  softmax class activation must give NaN where torch.softmax does (the whole row, for a NaN or
+  +inf logit or a row of -inf).
 * yolo_postprocess: its result is decode -> score -> threshold -> cap -> batched NMS; a few-ulp
   difference in the decode can flip a threshold or IoU comparison, so the oracle is the
   reference pipeline (``reference.yolo_postprocess``) fed with the kernel's own decode (itself
@@ -63,7 +67,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 import zoo.ops as ops
-from zoo.ops import _ext, reference
+from zoo.ops import _ext, boxes, reference
 
 pytestmark = pytest.mark.skipif(not _ext.available(), reason=f"zoo._C not built: {_ext.load_error()}")
 
@@ -461,6 +465,11 @@ ANCHOR_DTYPES = [torch.float32] * 6 + [torch.float64, torch.float16]
 PRED_LAYOUTS = ["contiguous", "channels_last", "offset", "strided", "transposed", "expanded", "expanded_hw"]
 strides_st = st.one_of(st.sampled_from([8, 16.0, 32.0, 1.0, 0.5, 1e30]), st.floats(1e-3, 1e3))
 BAD_STRIDES = [0.0, -8.0, NAN, INF, "8"]
+# darknet's scale_x_y: mostly 1 (YOLOv3), YOLOv4's values, and others > 0
+scale_xy_st = st.one_of(st.sampled_from([1.0, 1.0, 1.0, 1.2, 1.1, 1.05, 2.0, 0.5]), st.floats(1e-3, 8.0))
+BAD_SCALE_XY = [0.0, -1.2, NAN, INF, -INF]
+CLS_ACTS = ["sigmoid", "softmax"]
+BAD_CLS_ACTS = ["relu", "Softmax", ""]
 
 
 def _logits(gen, shape, kind: str) -> torch.Tensor:
@@ -537,6 +546,10 @@ def _stride_invalid(s) -> bool:
     return not (math.isfinite(f) and f > 0)
 
 
+def _scale_xy_invalid(v) -> bool:
+    return _stride_invalid(v)  # finite and > 0, as a stride
+
+
 def _scale_invalid(pred, anchors, stride) -> str | None:
     """Why one scale of yolo_decode / yolo_postprocess is refused, or None."""
     if anchors.ndim != 2:
@@ -566,13 +579,20 @@ def decode_inputs(draw):
     faults = _Faults(draw)
     pred, anchors, stride = draw(yolo_scale(gen, draw(st.integers(0, 2)), draw(st.integers(1, 4)), faults))
     pred, anchors = _apply_device(draw, faults, pred, anchors)
-    return pred, anchors, stride
+    return pred, anchors, stride, faults.value(scale_xy_st, BAD_SCALE_XY), faults.choose(CLS_ACTS, BAD_CLS_ACTS)
 
 
-def _decode_tolerance(dtype):
-    if dtype in (torch.float32, torch.float64):  # computed in fp32 either way
-        return dict(rtol=8 * EPS[torch.float32], atol=1e-30)
-    return dict(rtol=2 * EPS[dtype], atol=1e-30)
+def _decode_tolerance(dtype, want: torch.Tensor | None = None, stride: float = 1.0, scale_xy: float = 1.0):
+    """rtol and atol of yolo_decode's result ``want [B, A*H*W, 5+C]``; with ``want``, an atol per
+    entry: a few fp32 ulps of ``(s + |offset| + H + W) * stride`` on the centres (the
+    cancellation in ``sigmoid * s - offset``), 1e-30 elsewhere."""
+    rtol = 8 * EPS[torch.float32] if dtype in (torch.float32, torch.float64) else 2 * EPS[dtype]
+    atol = 1e-30
+    if want is not None and scale_xy != 1.0 and want.numel():
+        s, off = boxes.xy_scale_terms(scale_xy)
+        atol = torch.full(want.shape, 1e-30, dtype=torch.float64)
+        atol[..., 0:2] = min(8 * EPS[torch.float32] * (s + abs(off) + want.shape[1]) * float(stride), 1e300)
+    return dict(rtol=rtol, atol=atol)
 
 
 @_settings(300)
@@ -582,15 +602,22 @@ def _decode_tolerance(dtype):
 # bad anchor values and a bad stride: the kernel named the anchors, the Python path the stride
 @example((torch.zeros(1, 6, 1, 1), torch.tensor([[0.0, 1.0]]), -8.0))
 def test_fuzz_yolo_decode(args):
-    pred, anchors, stride = args
-    ext, fb = _run_both(lambda: ops.yolo_decode(pred, anchors, stride))
-    if _check_errors(ext, fb, _scale_invalid(pred, anchors, stride)):
+    pred, anchors, stride, *rest = args
+    scale_xy, cls_act = rest or (1.0, "sigmoid")  # (the pinned examples predate the two arguments)
+    ext, fb = _run_both(lambda: ops.yolo_decode(pred, anchors, stride, scale_xy, cls_act))
+    invalid = _scale_invalid(pred, anchors, stride)
+    if invalid is None and _scale_xy_invalid(scale_xy):
+        invalid = "scale_xy"
+    if invalid is None and cls_act not in ("sigmoid", "softmax"):
+        invalid = "cls_act"
+    if _check_errors(ext, fb, invalid):
         return
     p = _kernel_float(pred.contiguous())
-    want = reference.yolo_decode(p, anchors.float(), float(stride))
+    want = reference.yolo_decode(p, anchors.float(), float(stride), float(scale_xy), cls_act)
     if pred.is_meta:
         assert ext[0].is_meta and fb[0].is_meta
-    tol = _decode_tolerance(p.dtype)
+    event(f"yolo_decode: {cls_act}, scale_xy {'1' if float(scale_xy) == 1.0 else 'other'}")
+    tol = _decode_tolerance(p.dtype, want, float(stride), float(scale_xy))
     _assert_close(ext[0], want, what="yolo_decode (extension)", **tol)
     _assert_close(fb[0], want, what="yolo_decode (fallback)", **tol)
 
@@ -633,14 +660,42 @@ def postprocess_inputs(draw):
     conf, iou = faults.value(thresholds, BAD_THRESHOLDS), faults.value(thresholds, BAD_THRESHOLDS)
     counts = st.sampled_from([1, 2, 5, 300, 30000])
     max_det, max_nms = (faults.value(counts, [0, -1, True, 2.0]) for _ in range(2))
-    return preds, anchors, strides, conf, iou, max_det, max_nms, draw(st.booleans())
+    # scale_xy: None, one number for every scale, or one per scale (sometimes one too many)
+    kind = draw(st.sampled_from(["none", "none", "one", "list"]))
+    if kind == "one":
+        scale_xy = faults.value(scale_xy_st, BAD_SCALE_XY)
+    elif kind == "list":
+        scale_xy = [faults.value(scale_xy_st, BAD_SCALE_XY) for _ in preds]
+        if faults.pick(["one too many"]):
+            scale_xy.append(1.0)
+        if draw(st.booleans()):
+            scale_xy = tuple(scale_xy)
+    else:
+        scale_xy = None
+    cls_act = faults.choose(CLS_ACTS, BAD_CLS_ACTS)
+    return preds, anchors, strides, conf, iou, max_det, max_nms, draw(st.booleans()), scale_xy, cls_act
 
 
-def _postprocess_invalid(preds, anchors, strides, conf, iou, max_det, max_nms) -> str | None:
+def _scale_xy_list(scale_xy, n: int) -> list[float] | None:
+    """The API's scale_xy as one value per scale (a list shorter or longer than n stays so)."""
+    if scale_xy is None:
+        return None
+    return list(scale_xy) if isinstance(scale_xy, (list, tuple)) else [scale_xy] * n
+
+
+def _postprocess_invalid(preds, anchors, strides, conf, iou, max_det, max_nms, scale_xy=None,
+                         cls_act="sigmoid") -> str | None:
     if isinstance(anchors, torch.Tensor):
         anchors = list(anchors.unbind(0)) if anchors.ndim == 3 else [anchors]
     if not preds or len(anchors) != len(preds) or len(strides) != len(preds):
         return "scale counts"
+    sxy = _scale_xy_list(scale_xy, len(preds))
+    if sxy is not None and len(sxy) != len(preds):
+        return "scale_xy count"
+    if sxy is not None and any(_scale_xy_invalid(v) for v in sxy):
+        return "scale_xy"
+    if cls_act not in ("sigmoid", "softmax"):
+        return "cls_act"
     first = None
     for p, a, s in zip(preds, anchors, strides):
         why = _scale_invalid(p, a, s)
@@ -663,8 +718,8 @@ def _postprocess_invalid(preds, anchors, strides, conf, iou, max_det, max_nms) -
     return None
 
 
-def _ext_decode(p, a, s):
-    return torch.ops.zoo.yolo_decode(p.contiguous(), a.float(), s)
+def _ext_decode(p, a, s, scale_xy=1.0, cls_act="sigmoid"):
+    return torch.ops.zoo.yolo_decode(p.contiguous(), a.float(), s, scale_xy, cls_act)
 
 
 @_settings(250)
@@ -677,25 +732,33 @@ def _ext_decode(p, a, s):
 # on meta: RuntimeError from the anchor check
 @example(([_meta(1, 6, 2, 2)], [_meta(1, 2)], [8], 0.25, 0.45, 300, 30000, False))
 def test_fuzz_yolo_postprocess(args):
-    preds, anchors, strides, conf, iou, max_det, max_nms, multi_label = args
+    preds, anchors, strides, conf, iou, max_det, max_nms, multi_label, *rest = args
+    scale_xy, cls_act = rest or (None, "sigmoid")  # (the pinned examples predate the two arguments)
 
     def call():
         return ops.yolo_postprocess(preds, anchors, strides, conf_threshold=conf, iou_threshold=iou, max_det=max_det,
-                                    max_nms=max_nms, multi_label=multi_label)
+                                    max_nms=max_nms, multi_label=multi_label, scale_xy=scale_xy, cls_act=cls_act)
 
     ext, fb = _run_both(call)
-    if _check_errors(ext, fb, _postprocess_invalid(preds, anchors, strides, conf, iou, max_det, max_nms)):
+    invalid = _postprocess_invalid(preds, anchors, strides, conf, iou, max_det, max_nms, scale_xy, cls_act)
+    if _check_errors(ext, fb, invalid):
         return
     anchor_list = list(anchors.unbind(0)) if isinstance(anchors, torch.Tensor) else anchors
     batch = preds[0].shape[0]
+    sxy = _scale_xy_list(scale_xy, len(preds))
+    sxy = None if sxy is None else [float(v) for v in sxy]
     args = ([_kernel_float(p.contiguous()).float() for p in preds], [a.float() for a in anchor_list],
-            [float(s) for s in strides], float(conf), float(iou), max_det, max_nms, multi_label)
+            [float(s) for s in strides], float(conf), float(iou), max_det, max_nms, multi_label, sxy, cls_act)
+    event(f"yolo_postprocess: {cls_act}, scale_xy {'None' if sxy is None else 'given'}")
     # the oracle: the reference pipeline on the kernel's own decode (see the module docstring)
     boxes, scores, labels, image = reference.yolo_postprocess(*args, decode_fn=_ext_decode)
-    same_decode = all(
-        torch.equal(torch.ops.zoo.yolo_decode(p, a, s).isnan(), reference.yolo_decode(p, a, s).isnan())
-        and torch.equal(torch.ops.zoo.yolo_decode(p, a, s).nan_to_num(), reference.yolo_decode(p, a, s).nan_to_num())
-        for p, a, s in zip(*args[:3]))
+    per_scale = sxy or [1.0] * len(preds)
+
+    def same(p, a, s, v):
+        k, r = torch.ops.zoo.yolo_decode(p, a, s, v, cls_act), reference.yolo_decode(p, a, s, v, cls_act)
+        return torch.equal(k.isnan(), r.isnan()) and torch.equal(k.nan_to_num(), r.nan_to_num())
+
+    same_decode = all(same(p, a, s, v) for p, a, s, v in zip(*args[:3], per_scale))
     for name, (got, _) in (("extension", ext), ("fallback", fb)):
         if name == "fallback" and not same_decode:
             continue  # the fallback decodes with torch's sigmoid / exp: a last-bit difference may flip a decision

@@ -1,8 +1,10 @@
 """Custom ops on CPU: extension vs pure-torch reference vs torchvision / closed forms."""
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -364,6 +366,439 @@ def test_yolo_postprocess_single_class_single_scale():
     assert torch.equal(dets[0]["labels"], want[2])
 
 
+# ------------------------------------------------------------------------ scale_x_y and the class activation
+#
+# darknet's scale_x_y s (AlexeyAB/darknet cfg/yolov4.cfg: 1.2, 1.1, 1.05 for strides 8, 16, 32):
+# cx = (sigmoid(tx) * s - 0.5 * (s - 1) + x) * stride; and YOLOv2's softmax class probabilities.
+
+YOLOV4_SCALE_XY = [1.2, 1.1, 1.05]
+
+
+def _decoders():
+    """The yolo_decode implementations: the raw kernel, the API (kernel path) and the reference."""
+    impls = {"api": ops.yolo_decode, "reference": reference.yolo_decode}
+    if _ext.available():
+        impls["ext"] = torch.ops.zoo.yolo_decode
+    return impls
+
+
+def _fp32(v: float) -> float:
+    return float(np.float32(v))
+
+
+def test_decode_boxes_scale_one_is_the_yolov3_formula():
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(2, 3, 4, 5, 4, generator=g) * 4
+    grid = boxes.cell_grid(4, 5)
+    anchors = torch.rand(1, 3, 1, 1, 2, generator=g) * 100 + 1
+    yolov3 = torch.cat([(torch.sigmoid(t[..., :2]) + grid) * 16.0, torch.exp(t[..., 2:].clamp(max=10.0)) * anchors], -1)
+    assert torch.equal(boxes.decode_boxes(t, grid, anchors, 16.0), yolov3)
+    assert torch.equal(boxes.decode_boxes(t, grid, anchors, 16.0, scale_xy=1.0), yolov3)
+    assert boxes.xy_scale_terms(1.0) == (1.0, 0.0)
+    # s != 1 changes the centres only
+    other = boxes.decode_boxes(t, grid, anchors, 16.0, scale_xy=1.2)
+    assert torch.equal(other[..., 2:], yolov3[..., 2:]) and not torch.equal(other[..., :2], yolov3[..., :2])
+
+
+def test_xy_scale_terms_round_like_darknet():
+    """s rounded to fp32; the offset 0.5 * (s - 1) from that fp32 s in double, then rounded to fp32
+    (darknet: -0.5 * (float scale_x_y - 1))."""
+    for s in (1.2, 1.1, 1.05, 2.0, 0.5, 1e-3, 7.3):
+        s32 = _fp32(s)
+        assert boxes.xy_scale_terms(s) == (s32, _fp32(0.5 * (s32 - 1.0))), s
+    assert boxes.xy_scale_terms(1.2) == (_fp32(1.2), _fp32(0.1000000238418579))
+
+
+@pytest.mark.parametrize("scale_xy", [1.0, 1.05, 1.1, 1.2, 2.0])
+def test_yolo_decode_scale_xy_closed_form(scale_xy):
+    """sigmoid(0) = 0.5 decodes to the cell's centre (exactly: 0.5 * s and 0.5 * (s - 1) are exact
+    in fp32 for s in [1, 2)); sigmoid(-inf) = 0 and sigmoid(+inf) = 1 reach (s - 1) / 2 beyond
+    the cell's borders."""
+    w, stride = 3, 8.0
+    pred = torch.zeros(1, 6, 1, w)
+    pred[0, 0] = torch.tensor([0.0, -math.inf, math.inf])  # tx per cell x
+    pred[0, 1] = torch.tensor([math.inf, 0.0, -math.inf])  # ty
+    anchors = torch.tensor([[10.0, 20.0]])
+    half_out = (scale_xy - 1) / 2
+    want_cx = torch.tensor([(0 + 0.5) * stride, (1 - half_out) * stride, (2 + 1 + half_out) * stride])
+    want_cy = torch.tensor([(1 + half_out) * stride, 0.5 * stride, -half_out * stride])
+    for name, decode in _decoders().items():
+        out = decode(pred, anchors, stride, scale_xy)[0]
+        assert out[0, 0].item() == 0.5 * stride, name  # exact
+        assert out[1, 1].item() == 0.5 * stride, name
+        torch.testing.assert_close(out[:, 0], want_cx, rtol=1e-6, atol=1e-5, msg=name)
+        torch.testing.assert_close(out[:, 1], want_cy, rtol=1e-6, atol=1e-5, msg=name)
+        assert torch.equal(out[:, 2:4], torch.tensor([[10.0, 20.0]]).expand(3, 2)), name  # exp(0) * anchor
+
+
+@EXT
+@pytest.mark.parametrize("scale_xy", [1.0, 1.05, 1.1, 1.2, 0.5, 3.7])
+def test_yolo_decode_centres_round_like_the_torch_formula(scale_xy):
+    """The kernel's centre is (sigmoid(t) * s - offset + x) * stride in fp32, one rounding per
+    operation, with s and offset as darknet rounds them: feed the kernel's own sigmoid (its
+    objectness output for the same logit) to that formula in torch and get the same bits."""
+    g = torch.Generator().manual_seed(1)
+    a, c, h, w = 2, 3, 4, 5
+    p = torch.randn(2, a, 5 + c, h, w, generator=g) * 4
+    p[:, :, 1] = p[:, :, 0]
+    p[:, :, 4] = p[:, :, 0]  # objectness logit = tx = ty
+    pred = p.reshape(2, a * (5 + c), h, w)
+    out = torch.ops.zoo.yolo_decode(pred, torch.tensor([[10.0, 13.0], [30.0, 61.0]]), 16.0, scale_xy)
+    sig = out[..., 4].view(2, a, h, w)  # the kernel's sigmoid(tx)
+    s32 = torch.tensor(scale_xy, dtype=torch.float32)
+    off32 = torch.tensor(0.5 * (s32.item() - 1.0), dtype=torch.float32)
+    gx = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w)
+    gy = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1)
+    assert torch.equal(out[..., 0].view(2, a, h, w), (sig * s32 - off32 + gx) * 16.0)
+    assert torch.equal(out[..., 1].view(2, a, h, w), (sig * s32 - off32 + gy) * 16.0)
+
+
+def _softmax_oracle(pred: torch.Tensor, a: int) -> torch.Tensor:
+    """Class probabilities ``[B, A*H*W, C]`` by torch.softmax over the class channels."""
+    b, ch, h, w = pred.shape
+    logits = pred.float().view(b, a, ch // a, h, w)[:, :, 5:]  # [B, A, C, H, W]
+    return torch.softmax(logits, dim=2).permute(0, 1, 3, 4, 2).reshape(b, a * h * w, ch // a - 5)
+
+
+@pytest.mark.parametrize("scale_xy", [1.0, 1.05, 1.2])
+@pytest.mark.parametrize("cls_act", ["sigmoid", "softmax"])
+def test_yolo_decode_scale_xy_and_cls_act_match_reference(scale_xy, cls_act):
+    g = torch.Generator().manual_seed(3)
+    a, c, h, w, stride = 3, 7, 5, 6, 16.0
+    pred = torch.randn(2, a * (5 + c), h, w, generator=g) * 3
+    anchors = torch.rand(a, 2, generator=g) * 200 + 5
+    want = reference.yolo_decode(pred, anchors, stride, scale_xy, cls_act)
+    # the reference against the closed forms: centres, sigmoid objectness, class probabilities
+    t = pred.view(2, a, 5 + c, h, w).permute(0, 1, 3, 4, 2)
+    gx = torch.arange(w).view(1, 1, 1, w)
+    cx = ((torch.sigmoid(t[..., 0].double()) * scale_xy - 0.5 * (scale_xy - 1) + gx) * stride).reshape(2, -1)
+    torch.testing.assert_close(want[..., 0].double(), cx, rtol=1e-6, atol=1e-4)
+    torch.testing.assert_close(want[..., 4], torch.sigmoid(t[..., 4]).reshape(2, -1))
+    probs = _softmax_oracle(pred, a) if cls_act == "softmax" else torch.sigmoid(t[..., 5:]).reshape(2, a * h * w, c)
+    torch.testing.assert_close(want[..., 5:], probs, rtol=1e-6, atol=1e-7)
+    for name, decode in _decoders().items():
+        got = decode(pred, anchors, stride, scale_xy, cls_act)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4, msg=name)
+        torch.testing.assert_close(got[..., 5:], want[..., 5:], rtol=4e-7, atol=1e-7, msg=name)
+    if scale_xy == 1.0 and _ext.available():
+        assert torch.equal(torch.ops.zoo.yolo_decode(pred, anchors, stride, 1.0, cls_act)[..., :5],
+                           torch.ops.zoo.yolo_decode(pred, anchors, stride)[..., :5])
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-5), (torch.float16, 1e-2), (torch.bfloat16, 1e-2)])
+def test_yolo_decode_softmax_other_dtypes(dtype, tol):
+    g = torch.Generator().manual_seed(4)
+    pred = (torch.randn(1, 2 * 9, 3, 4, generator=g) * 3).to(dtype)
+    anchors = torch.tensor([[12.0, 16.0], [40.0, 30.0]])
+    got = ops.yolo_decode(pred, anchors, 8.0, 1.1, "softmax")
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.float(), reference.yolo_decode(pred.float(), anchors, 8.0, 1.1, "softmax"),
+                               rtol=tol, atol=tol)
+    torch.testing.assert_close(got[..., 5:].float(), _softmax_oracle(pred, 2), rtol=tol, atol=tol)
+
+
+def test_yolo_decode_softmax_is_stable_and_propagates_nan_like_torch():
+    """The max is subtracted before exp: logits of 1e30 or 100 give probabilities, not inf/inf.
+    A NaN or +inf logit, or a cell of only -inf logits, gives NaN for the whole cell, as
+    torch.softmax does; -inf next to finite logits is probability 0."""
+    rows = [
+        [1e30, 0.0, -1e30], [100.0, 99.0, 98.0], [200.0, -200.0, 0.0], [math.nan, 0.0, 1.0],
+        [math.inf, 0.0, 1.0], [-math.inf, -math.inf, -math.inf], [-math.inf, 0.0, 0.0],
+    ]
+    n = len(rows)
+    pred = torch.zeros(1, 5 + 3, 1, n)
+    pred[0, 5:, 0] = torch.tensor(rows).t()
+    oracle = torch.softmax(torch.tensor(rows), dim=1)
+    assert oracle[0].tolist() == [1.0, 0.0, 0.0]
+    assert torch.isnan(oracle[3:6]).all() and oracle[6].tolist() == [0.0, 0.5, 0.5]
+    for name, decode in _decoders().items():
+        got = decode(pred, torch.tensor([[4.0, 4.0]]), 8.0, 1.0, "softmax")[0, :, 5:]
+        torch.testing.assert_close(got, oracle, rtol=1e-6, atol=1e-7, equal_nan=True, msg=name)
+        assert torch.equal(got[6], torch.tensor([0.0, 0.5, 0.5])), name
+
+
+def test_yolo_decode_softmax_differs_from_sigmoid():
+    """Objectness is a sigmoid either way; the class probabilities of one cell sum to 1 only
+    with softmax."""
+    pred = yolo_maps(batch=1, size=64, num_classes=4, positives=5, seed=5)[0]
+    soft = ops.yolo_decode(pred, COCO_ANCHORS[0], 8.0, cls_act="softmax")
+    sig = ops.yolo_decode(pred, COCO_ANCHORS[0], 8.0)
+    assert torch.equal(soft[..., :5], sig[..., :5])
+    torch.testing.assert_close(soft[..., 5:].sum(-1), torch.ones(soft.shape[:2]))
+    assert (sig[..., 5:].sum(-1) - 1).abs().max() > 0.5
+
+
+@EXT
+def test_yolo_decode_fallback_equals_the_kernel_with_the_new_arguments(monkeypatch):
+    pred = yolo_maps(batch=2, size=64, num_classes=3, positives=8, seed=6)[1]
+    monkeypatch.delenv("ZOO_OPS", raising=False)
+    kernel = ops.yolo_decode(pred, COCO_ANCHORS[1], 16.0, 1.1, "softmax")
+    monkeypatch.setenv("ZOO_OPS", "torch")
+    calls = []
+    real = reference.yolo_decode
+    monkeypatch.setattr(reference, "yolo_decode", lambda *a: calls.append(a[3:]) or real(*a))
+    fallback = ops.yolo_decode(pred, COCO_ANCHORS[1], 16.0, 1.1, "softmax")
+    assert calls == [(1.1, "softmax")]
+    torch.testing.assert_close(fallback, kernel, rtol=1e-5, atol=1e-4)
+
+
+def _unfused_with_torchvision(maps, scale_xy, cls_act, conf=0.25, iou=0.45, max_det=300, multi_label=False):
+    """The pipeline written out here: each scale decoded by zoo.ops.yolo_decode with its own
+    scale_xy, score = obj * p, best class (or every class above conf), torchvision's class-aware NMS
+    (its per-class path, exact for any coordinates)."""
+    rows = torch.cat([ops.yolo_decode(m, a, s, sxy, cls_act) for m, a, s, sxy in
+                      zip(maps, COCO_ANCHORS, STRIDES, scale_xy)], 1)
+    out = []
+    for d in rows:
+        scores = d[:, 4:5] * d[:, 5:]
+        if multi_label:
+            r, lab = torch.nonzero(scores > conf, as_tuple=True)
+            sc = scores[r, lab]
+        else:
+            sc, lab = scores.max(1)
+            r = torch.nonzero(sc > conf).squeeze(1)
+            sc, lab = sc[r], lab[r]
+        xyxy = boxes.cxcywh_to_xyxy(d[r, :4])
+        keep = torchvision.ops.boxes._batched_nms_vanilla(xyxy, sc, lab, iou)[:max_det]  # (exact per class)
+        out.append((xyxy[keep], sc[keep], lab[keep]))
+    return out
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+@pytest.mark.parametrize("cls_act", ["sigmoid", "softmax"])
+@pytest.mark.parametrize("scale_xy", [None, 1.2, YOLOV4_SCALE_XY], ids=["none", "one", "per-scale"])
+def test_yolo_postprocess_scale_xy_and_cls_act(backend, scale_xy, cls_act, multi_label):
+    maps = yolo_maps(batch=2, size=128, num_classes=5, positives=40, seed=7)
+    dets = ops.yolo_postprocess(maps, COCO_ANCHORS, STRIDES, conf_threshold=0.2, multi_label=multi_label,
+                                scale_xy=scale_xy, cls_act=cls_act)
+    per_scale = [1.0] * 3 if scale_xy is None else [scale_xy] * 3 if isinstance(scale_xy, float) else scale_xy
+    want = _unfused_with_torchvision(maps, per_scale, cls_act, conf=0.2, multi_label=multi_label)
+    assert sum(len(d["scores"]) for d in dets) > 10
+    for d, (wb, ws, wl) in zip(dets, want):
+        assert torch.equal(d["labels"], wl)
+        torch.testing.assert_close(d["scores"], ws, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(d["boxes"], wb, rtol=1e-5, atol=1e-3)
+
+
+@EXT
+@pytest.mark.parametrize("multi_label", [False, True])
+@pytest.mark.parametrize("cls_act", ["sigmoid", "softmax"])
+def test_yolo_postprocess_fused_equals_the_pipeline_on_its_own_decode(cls_act, multi_label):
+    """Exactly the reference pipeline fed with the kernel's decode (the same scale_xy and cls_act
+    reach both), and close to the pure reference."""
+    maps = yolo_maps(batch=2, size=128, num_classes=6, positives=60, seed=8)
+    args = (*_post_args(maps, conf=0.15, multi_label=multi_label), YOLOV4_SCALE_XY, cls_act)
+    fused = torch.ops.zoo.yolo_postprocess(*args)
+    exact = reference.yolo_postprocess(*args, decode_fn=torch.ops.zoo.yolo_decode)
+    for got, want in zip(fused, exact):
+        assert torch.equal(got, want)
+    _assert_same_detections(fused, reference.yolo_postprocess(*args, nms_fn=torchvision.ops.batched_nms))
+    # the arguments matter: another scale_xy moves the boxes, another cls_act the scores
+    plain = torch.ops.zoo.yolo_postprocess(*_post_args(maps, conf=0.15, multi_label=multi_label))
+    assert fused[0].shape[0] > 10 and not torch.equal(fused[0][:5], plain[0][:5])
+
+
+def test_yolo_postprocess_scale_xy_forms_agree(backend):
+    maps = yolo_maps(batch=1, size=96, num_classes=3, positives=20, seed=9)
+    run = functools.partial(ops.yolo_postprocess, maps, COCO_ANCHORS, STRIDES, conf_threshold=0.2)
+    base = run()[0]
+    for same in (run(scale_xy=None), run(scale_xy=1.0), run(scale_xy=[1.0, 1.0, 1.0])):
+        assert all(torch.equal(same[0][k], base[k]) for k in base)
+    per = run(scale_xy=YOLOV4_SCALE_XY)[0]
+    for form in ((1.2, 1.1, 1.05), torch.tensor(YOLOV4_SCALE_XY, dtype=torch.float64), np.array(YOLOV4_SCALE_XY)):
+        assert all(torch.equal(run(scale_xy=form)[0][k], per[k]) for k in per)
+    one = run(scale_xy=1.2)[0]
+    assert all(torch.equal(run(scale_xy=[1.2] * 3)[0][k], one[k]) for k in one)
+    assert not torch.equal(one["boxes"], base["boxes"])
+
+
+def test_yolo_scale_xy_and_cls_act_errors(backend):
+    maps = yolo_maps(batch=1, size=64, num_classes=2, positives=5)
+    anc = list(COCO_ANCHORS.unbind(0))
+    for bad in (0.0, -1.2, float("nan"), float("inf"), "x"):
+        with pytest.raises(ValueError, match="^scale_xy: expected a positive number"):
+            ops.yolo_decode(maps[0], anc[0], 8, scale_xy=bad)
+        with pytest.raises(ValueError, match="^scale_xy: expected a positive number"):
+            ops.yolo_postprocess(maps, anc, STRIDES, scale_xy=bad)
+        with pytest.raises(ValueError, match=r"^scale_xy\[1\]: expected a positive number"):
+            ops.yolo_postprocess(maps, anc, STRIDES, scale_xy=[1.2, bad, 1.05])
+    with pytest.raises(ValueError, match="^scale_xy: got 2 values for 3 scales in preds"):
+        ops.yolo_postprocess(maps, anc, STRIDES, scale_xy=[1.2, 1.1])
+    with pytest.raises(ValueError, match=r"^scale_xy: expected None, a number or one number per scale"):
+        ops.yolo_postprocess(maps, anc, STRIDES, scale_xy=torch.ones(3, 1))
+    for bad in ("relu", "Softmax", None, 1):
+        with pytest.raises(ValueError, match=r"^cls_act: expected one of \('sigmoid', 'softmax'\), got"):
+            ops.yolo_decode(maps[0], anc[0], 8, cls_act=bad)
+        with pytest.raises(ValueError, match=r"^cls_act: expected one of \('sigmoid', 'softmax'\), got"):
+            ops.yolo_postprocess(maps, anc, STRIDES, cls_act=bad)
+    # the order of the checks: stride before scale_xy before cls_act before the anchor values
+    with pytest.raises(ValueError, match="^stride"):
+        ops.yolo_decode(maps[0], anc[0], 0, scale_xy=0.0, cls_act="relu")
+    with pytest.raises(ValueError, match="^scale_xy"):
+        ops.yolo_decode(maps[0], -anc[0], 8, scale_xy=0.0, cls_act="relu")
+    with pytest.raises(ValueError, match="^cls_act"):
+        ops.yolo_decode(maps[0], -anc[0], 8, cls_act="relu")
+    with pytest.raises(ValueError, match="^max_det"):
+        ops.yolo_postprocess(maps, anc, STRIDES, max_det=0, cls_act="relu")
+    with pytest.raises(ValueError, match=r"^scale_xy\[2\]"):
+        ops.yolo_postprocess(maps, [anc[0], anc[1], -anc[2]], STRIDES, scale_xy=[1, 1, 0], cls_act="relu")
+
+
+def test_yolo_decode_meta_takes_the_new_arguments():
+    pred = torch.zeros(2, 3 * 8, 4, 5, device="meta")
+    anchors = torch.ones(3, 2, device="meta")
+    out = ops.yolo_decode(pred, anchors, 8.0, 1.2, "softmax")
+    assert out.is_meta and out.shape == (2, 3 * 4 * 5, 8)
+    with pytest.raises(ValueError, match="^cls_act"):
+        ops.yolo_decode(pred, anchors, 8.0, 1.2, "relu")
+
+
+# ------------------------------------------------------------------------ YOLOv1 (darknet's detection layer)
+
+
+def _yolov1_example():
+    """S=2, 2 boxes per cell, 3 classes, a 200 x 100 (w x h) image: darknet's layout written out
+    entry by entry, with the decoded rows worked out by hand."""
+    s, nb, c = 2, 2, 3
+    probs = [[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.0, 0.0, 1.0], [0.6, 0.3, 0.1]]  # per cell i = row*S + col
+    confs = [[0.9, 0.2], [0.4, 0.8], [0.05, 0.6], [0.7, 0.3]]                 # per cell, box
+    xywh = {  # (cell, box): x, y in the cell, sqrt(w), sqrt(h) of the image
+        (0, 0): (0.5, 0.5, 0.5, 0.5), (0, 1): (0.0, 1.0, 0.1, 0.2),
+        (1, 0): (0.25, 0.75, 0.3, 0.4), (1, 1): (0.5, 0.5, 1.0, 1.0),
+        (2, 0): (0.75, 0.25, 0.2, 0.6), (2, 1): (0.5, 0.5, 0.5, 0.5),
+        (3, 0): (0.5, 0.0, 0.4, 0.3), (3, 1): (1.0, 1.0, 0.0, 0.9),
+    }
+    flat = [p for cell in probs for p in cell] + [v for cell in confs for v in cell]
+    flat += [v for i in range(s * s) for n in range(nb) for v in xywh[(i, n)]]
+    assert len(flat) == s * s * (c + 5 * nb)
+    # decoded by hand: cx = (x + col) / S * 200, cy = (y + row) / S * 100, w = sqrt_w^2 * 200, h = sqrt_h^2 * 100
+    rows = [
+        [50.0, 25.0, 50.0, 25.0, 0.9, 0.1, 0.7, 0.2],      # cell 0 (row 0, col 0), box 0
+        [0.0, 50.0, 2.0, 4.0, 0.2, 0.1, 0.7, 0.2],         # cell 0, box 1
+        [125.0, 37.5, 18.0, 16.0, 0.4, 0.5, 0.3, 0.2],     # cell 1 (row 0, col 1), box 0
+        [150.0, 25.0, 200.0, 100.0, 0.8, 0.5, 0.3, 0.2],   # cell 1, box 1
+        [75.0, 62.5, 8.0, 36.0, 0.05, 0.0, 0.0, 1.0],      # cell 2 (row 1, col 0), box 0
+        [50.0, 75.0, 50.0, 25.0, 0.6, 0.0, 0.0, 1.0],      # cell 2, box 1
+        [150.0, 50.0, 32.0, 9.0, 0.7, 0.6, 0.3, 0.1],      # cell 3 (row 1, col 1), box 0
+        [200.0, 100.0, 0.0, 81.0, 0.3, 0.6, 0.3, 0.1],     # cell 3, box 1
+    ]
+    return torch.tensor([flat]), torch.tensor([rows]), (s, nb, c)
+
+
+def test_decode_yolov1_hand_built_example():
+    out, want, (s, nb, c) = _yolov1_example()
+    got = boxes.decode_yolov1(out, s, nb, c, img_h=100, img_w=200)
+    assert got.shape == (1, s * s * nb, 5 + c)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-5)
+    # a batch decodes image by image; fp64 stays fp64; gradients flow to every entry used
+    two = boxes.decode_yolov1(torch.cat([out, out.flip(1)]).double().requires_grad_(), s, nb, c, 100, 200)
+    assert two.dtype == torch.float64
+    torch.testing.assert_close(two[0].float(), want[0], rtol=1e-6, atol=1e-5)
+    leaf = out.clone().requires_grad_()
+    boxes.decode_yolov1(leaf, s, nb, c, 100, 200).sum().backward()
+    assert (leaf.grad != 0).sum() > 40
+
+
+def test_decode_yolov1_darknet_size():
+    """cfg/yolo.cfg: side=7 num=2 classes=20 -> 1470 values per image, 98 boxes."""
+    out = torch.rand(3, 1470)
+    rows = boxes.decode_yolov1(out, 7, 2, 20, 448, 448)
+    assert rows.shape == (3, 98, 25)
+    # box n of cell i = row*7 + col: (x, y) at 7*7*(20+2) + (i*2 + n)*4, class probs at i*20
+    i, n = 7 * 3 + 5, 1
+    base = 49 * 22 + (i * 2 + n) * 4
+    torch.testing.assert_close(rows[1, i * 2 + n, 0], (out[1, base] + 5) / 7 * 448)
+    torch.testing.assert_close(rows[1, i * 2 + n, 1], (out[1, base + 1] + 3) / 7 * 448)
+    torch.testing.assert_close(rows[1, i * 2 + n, 3], out[1, base + 3] ** 2 * 448)
+    assert torch.equal(rows[1, i * 2 + n, 4], out[1, 49 * 20 + i * 2 + n])
+    assert torch.equal(rows[1, i * 2 + n, 5:], out[1, i * 20:(i + 1) * 20])
+
+
+def _yolov1_oracle(out, s, nb, c, img_h, img_w, conf, iou, max_det):
+    rows = boxes.decode_yolov1(out.float(), s, nb, c, img_h, img_w)
+    want = []
+    for r in rows:
+        scores, labels = (r[:, 4:5] * r[:, 5:]).max(1)
+        sel = scores > conf
+        xyxy = torchvision.ops.box_convert(r[sel, :4], "cxcywh", "xyxy")
+        keep = torchvision.ops.boxes._batched_nms_vanilla(xyxy, scores[sel], labels[sel], iou)[:max_det]
+        want.append((xyxy[keep], scores[sel][keep], labels[sel][keep]))
+    return want
+
+
+@pytest.mark.parametrize("conf,iou,max_det", [(0.25, 0.45, 300), (0.05, 0.3, 300), (0.1, 0.5, 4), (0.9, 0.5, 300)])
+def test_yolov1_postprocess_equals_decode_and_torchvision(backend, conf, iou, max_det):
+    g = torch.Generator().manual_seed(10)
+    s, nb, c, bsz = 3, 2, 4, 3
+    probs = torch.softmax(torch.randn(bsz, s * s, c, generator=g) * 2, -1).reshape(bsz, -1)
+    confs = torch.rand(bsz, s * s * nb, generator=g)
+    box = torch.rand(bsz, s * s * nb, 4, generator=g) * torch.tensor([1.0, 1.0, 0.6, 0.6]) + torch.tensor(
+        [0.0, 0.0, 0.2, 0.2])
+    out = torch.cat([probs, confs, box.reshape(bsz, -1)], 1)
+    dets = ops.yolov1_postprocess(out, s, nb, c, (96, 128), conf, iou, max_det)
+    want = _yolov1_oracle(out, s, nb, c, 96, 128, conf, iou, max_det)
+    assert len(dets) == bsz
+    for d, (wb, ws, wl) in zip(dets, want):
+        assert d["boxes"].dtype == torch.float32 and d["labels"].dtype == torch.int64
+        assert torch.equal(d["labels"], wl) and torch.equal(d["scores"], ws) and torch.equal(d["boxes"], wb)
+        assert len(d["scores"]) <= max_det
+    if conf < 0.9:
+        assert sum(len(d["scores"]) for d in dets) > 3
+    # a square img_size is one int
+    square = ops.yolov1_postprocess(out, s, nb, c, 96, conf, iou, max_det)
+    for d, (wb, ws, wl) in zip(square, _yolov1_oracle(out, s, nb, c, 96, 96, conf, iou, max_det)):
+        assert torch.equal(d["boxes"], wb) and torch.equal(d["labels"], wl)
+
+
+def test_yolov1_postprocess_hand_built_example():
+    """score = confidence * class prob, best class per box; class-aware NMS at IoU 0.45."""
+    out, _, (s, nb, c) = _yolov1_example()
+    dets = ops.yolov1_postprocess(out, s, nb, c, (100, 200), conf_threshold=0.3, iou_threshold=0.45)[0]
+    # scores: cell 0 box 0: 0.9*0.7 = 0.63 (class 1); cell 1 box 1: 0.8*0.5 = 0.4 (class 0);
+    # cell 2 box 1: 0.6 (class 2); cell 3 box 0: 0.7*0.6 = 0.42 (class 0); the rest <= 0.3.
+    # Boxes of class 0 (cell 1 box 1: the whole image; cell 3 box 0: 32 x 9) overlap by 288 / 20000: both stay.
+    assert dets["labels"].tolist() == [1, 2, 0, 0]
+    torch.testing.assert_close(dets["scores"], torch.tensor([0.63, 0.6, 0.42, 0.4]))
+    torch.testing.assert_close(dets["boxes"][0], torch.tensor([25.0, 12.5, 75.0, 37.5]))
+    torch.testing.assert_close(dets["boxes"][3], torch.tensor([50.0, -25.0, 250.0, 75.0]))
+
+
+def test_yolov1_postprocess_drops_non_finite_boxes():
+    out, _, (s, nb, c) = _yolov1_example()
+    bad = out.clone()
+    bad[0, s * s * (c + nb) + 2] = math.nan  # sqrt(w) of cell 0 box 0: its box is NaN
+    dets = ops.yolov1_postprocess(bad, s, nb, c, (100, 200), conf_threshold=0.3)[0]
+    assert dets["labels"].tolist() == [2, 0, 0] and torch.isfinite(dets["boxes"]).all()
+
+
+def test_yolov1_errors(backend):
+    out, _, (s, nb, c) = _yolov1_example()
+    cases = {
+        "^grid_size: expected a positive int": dict(grid_size=0),
+        "^num_boxes: expected a positive int": dict(num_boxes=True),
+        "^num_classes: expected a positive int": dict(num_classes=2.0),
+        r"^out: expected shape \[B, S\*S\*\(C\+5\*num_boxes\)\] = \[B, 52\]": dict(out=out[:, :50]),
+        r"^out: expected shape .* got \(52,\)": dict(out=out[0]),
+        "^out: expected a floating-point tensor": dict(out=out.long()),
+        "^out: expected a torch.Tensor": dict(out=out.tolist()),
+        "^img_size: expected a positive number": dict(img_size=(0, 100)),
+        r"^img_size: expected an int or \(h, w\)": dict(img_size=(1, 2, 3)),
+        "^conf_threshold": dict(conf_threshold=1.5),
+        "^iou_threshold": dict(iou_threshold=float("nan")),
+        "^max_det: expected a positive int": dict(max_det=0),
+        "^out: on meta": dict(out=out.to("meta")),
+    }
+    for msg, change in cases.items():
+        kwargs = dict(out=out, grid_size=s, num_boxes=nb, num_classes=c, img_size=(100, 200))
+        kwargs.update(change)
+        with pytest.raises(ValueError, match=msg):
+            ops.yolov1_postprocess(**kwargs)
+    with pytest.raises(ValueError, match="^img_w: expected a positive number"):
+        boxes.decode_yolov1(out, s, nb, c, 100, -1)
+    with pytest.raises(ValueError, match="^grid_size"):
+        boxes.decode_yolov1(out, 0, nb, c, 100, 200)
+
+
 # ------------------------------------------------------------------------ registration / compile
 
 
@@ -375,7 +810,10 @@ def test_opcheck_every_op():
     torch.library.opcheck(torch.ops.zoo.batched_nms.default, (boxes, scores, idxs, 0.5))
     maps = yolo_maps(batch=2, size=96, num_classes=4, positives=10, seed=3)
     torch.library.opcheck(torch.ops.zoo.yolo_decode.default, (maps[0], COCO_ANCHORS[0].clone(), 8.0))
+    torch.library.opcheck(torch.ops.zoo.yolo_decode.default, (maps[0], COCO_ANCHORS[0].clone(), 8.0, 1.2, "softmax"))
     torch.library.opcheck(torch.ops.zoo.yolo_postprocess.default, _post_args(maps, max_det=50))
+    torch.library.opcheck(torch.ops.zoo.yolo_postprocess.default,
+                          (*_post_args(maps, max_det=50, multi_label=True), [1.2, 1.1, 1.05], "softmax"))
 
 
 @EXT
@@ -551,9 +989,10 @@ def test_raw_yolo_decode_rejects_what_the_api_rejects(case, monkeypatch):
     _same_rejection(ops.yolo_decode, torch.ops.zoo.yolo_decode, yolo_decode_bad_inputs()[case], monkeypatch)
 
 
-def _api_postprocess(preds, anchors, strides, conf, iou, max_det, max_nms, multi_label):
+def _api_postprocess(preds, anchors, strides, conf, iou, max_det, max_nms, multi_label, scale_xy=None,
+                     cls_act="sigmoid"):
     return ops.yolo_postprocess(preds, anchors, strides, conf_threshold=conf, iou_threshold=iou, max_det=max_det,
-                                max_nms=max_nms, multi_label=multi_label)
+                                max_nms=max_nms, multi_label=multi_label, scale_xy=scale_xy, cls_act=cls_act)
 
 
 @EXT

@@ -352,6 +352,68 @@ def test_yolo_decode_caps_extreme_size_logits():
     assert torch.isfinite(post[0]).all()
 
 
+
+@pytest.mark.parametrize("cls_act", ["sigmoid", "softmax"])
+@pytest.mark.parametrize("scale_xy", [1.0, 1.05, 1.2])
+@pytest.mark.parametrize("dtype,rtol,atol", [(torch.float32, 1e-5, 1e-4), (torch.float16, 2e-3, 1e-3)])
+# (1, 2, 40, 9, 7): 45 channels span two 32-channel tiles of the decode kernel, whose softmax
+# must still cover all 40 classes; 63 cells span two 32-cell tiles
+@pytest.mark.parametrize("shape", [(2, 3, 7, 13, 17), (1, 2, 40, 9, 7), (1, 1, 1, 1, 1)])
+def test_yolo_decode_scale_xy_and_cls_act_match_reference(cls_act, scale_xy, dtype, rtol, atol, shape):
+    bsz, a, c, h, w = shape
+    g = torch.Generator().manual_seed(sum(shape))
+    pred = (torch.randn(bsz, a * (5 + c), h, w, generator=g) * 3).to(dtype)
+    anchors = torch.rand(a, 2, generator=g) * 300 + 5
+    got = torch.ops.zoo.yolo_decode(*cu(pred, anchors), 16.0, scale_xy, cls_act)
+    assert got.dtype == dtype and got.shape == (bsz, a * h * w, 5 + c)
+    want = reference.yolo_decode(pred, anchors, 16.0, scale_xy, cls_act)  # CPU, same inputs
+    torch.testing.assert_close(got.cpu().float(), want.float(), rtol=rtol, atol=atol)
+    # the CPU kernel, and for softmax torch.softmax over the class channels
+    torch.testing.assert_close(got.cpu(), torch.ops.zoo.yolo_decode(pred, anchors, 16.0, scale_xy, cls_act),
+                               rtol=rtol, atol=atol)
+    if cls_act == "softmax":
+        logits = pred.float().view(bsz, a, 5 + c, h, w)[:, :, 5:]
+        probs = torch.softmax(logits, dim=2).permute(0, 1, 3, 4, 2).reshape(bsz, a * h * w, c)
+        torch.testing.assert_close(got[..., 5:].cpu().float(), probs, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("scale_xy", [1.0, 1.05, 1.2, 3.7])
+def test_yolo_decode_centres_round_like_the_torch_formula(scale_xy):
+    """(sigmoid(t) * s - offset + x) * stride, one fp32 rounding per operation (--fmad=false),
+    s and offset as darknet rounds them: the CUDA kernel's own sigmoid (its objectness output for
+    the same logit) through that formula in torch gives the kernel's bits."""
+    g = torch.Generator().manual_seed(1)
+    a, c, h, w = 2, 3, 4, 37
+    p = torch.randn(2, a, 5 + c, h, w, generator=g) * 4
+    p[:, :, 1] = p[:, :, 0]
+    p[:, :, 4] = p[:, :, 0]
+    out = torch.ops.zoo.yolo_decode(*cu(p.reshape(2, a * (5 + c), h, w), torch.tensor([[10.0, 13.0], [30.0, 61.0]])),
+                                    16.0, scale_xy).cpu()
+    sig = out[..., 4].view(2, a, h, w)
+    s32 = torch.tensor(scale_xy, dtype=torch.float32)
+    off32 = torch.tensor(0.5 * (s32.item() - 1.0), dtype=torch.float32)
+    gx = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w)
+    gy = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1)
+    assert torch.equal(out[..., 0].view(2, a, h, w), (sig * s32 - off32 + gx) * 16.0)
+    assert torch.equal(out[..., 1].view(2, a, h, w), (sig * s32 - off32 + gy) * 16.0)
+
+
+def test_yolo_decode_softmax_extremes():
+    """Stable (the max subtracted) and NaN where torch.softmax gives NaN: the whole cell, for a
+    NaN or +inf logit or only -inf logits."""
+    rows = [[1e30, 0.0, -1e30], [200.0, -200.0, 0.0], [math.nan, 0.0, 1.0], [math.inf, 0.0, 1.0],
+            [-math.inf, -math.inf, -math.inf], [-math.inf, 0.0, 0.0]]
+    pred = torch.zeros(1, 8, 1, len(rows))
+    pred[0, 5:, 0] = torch.tensor(rows).t()
+    got = torch.ops.zoo.yolo_decode(*cu(pred, torch.tensor([[4.0, 4.0]])), 8.0, 1.0, "softmax")[0, :, 5:].cpu()
+    torch.testing.assert_close(got, torch.softmax(torch.tensor(rows), 1), rtol=1e-6, atol=1e-7, equal_nan=True)
+    post = torch.ops.zoo.yolo_postprocess([pred.to(CUDA)], [torch.tensor([[4.0, 4.0]], device=CUDA)], [8.0], 0.0,
+                                          0.45, 300, 30000, True, None, "softmax")
+    want = reference.yolo_postprocess([pred], [torch.tensor([[4.0, 4.0]])], [8.0], 0.0, 0.45, 300, 30000, True, None,
+                                      "softmax")
+    _assert_same_detections(post, want)
+
+
 # ------------------------------------------------------------------------ yolo_postprocess
 
 
@@ -413,6 +475,28 @@ def test_yolo_postprocess_api_on_cuda():
         torch.testing.assert_close(d["boxes"].cpu(), boxes[sel], rtol=1e-5, atol=1e-3)
 
 
+
+@pytest.mark.parametrize("multi_label", [False, True])
+@pytest.mark.parametrize("cls_act", ["sigmoid", "softmax"])
+@pytest.mark.parametrize("scale_xy", [None, [1.2, 1.1, 1.05]], ids=["none", "yolov4"])
+def test_yolo_postprocess_scale_xy_and_cls_act(scale_xy, cls_act, multi_label):
+    maps = yolo_maps(batch=2, size=256, num_classes=12, positives=80, seed=16)
+    args = (*_post_args(maps, conf=0.2, multi_label=multi_label, device=CUDA), scale_xy, cls_act)
+    got = torch.ops.zoo.yolo_postprocess(*args)
+    want = reference.yolo_postprocess(*_post_args(maps, conf=0.2, multi_label=multi_label), scale_xy, cls_act)
+    _assert_same_detections(got, want)
+    assert got[0].shape[0] > 20
+    # the CPU kernel, and the API with one scale_xy for every scale
+    _assert_same_detections(got, torch.ops.zoo.yolo_postprocess(
+        *_post_args(maps, conf=0.2, multi_label=multi_label), scale_xy, cls_act))
+    dets = ops.yolo_postprocess(cu(*maps), COCO_ANCHORS.to(CUDA), STRIDES, conf_threshold=0.2,
+                                multi_label=multi_label, scale_xy=1.2, cls_act=cls_act)
+    ref = reference.yolo_postprocess(*_post_args(maps, conf=0.2, multi_label=multi_label), [1.2] * 3, cls_act)
+    for b, d in enumerate(dets):
+        assert torch.equal(d["labels"].cpu(), ref[2][ref[3] == b])
+        torch.testing.assert_close(d["boxes"].cpu(), ref[0][ref[3] == b], rtol=1e-5, atol=1e-3)
+
+
 # ------------------------------------------------------------------------ opcheck / streams / devices
 
 
@@ -427,6 +511,10 @@ def test_opcheck_every_op_on_cuda():
     torch.library.opcheck(
         torch.ops.zoo.yolo_postprocess.default, _post_args(maps, max_det=50, multi_label=True, device=CUDA)
     )
+    torch.library.opcheck(torch.ops.zoo.yolo_decode.default,
+                          (maps[0].to(CUDA), COCO_ANCHORS[0].to(CUDA), 8.0, 1.2, "softmax"))
+    torch.library.opcheck(torch.ops.zoo.yolo_postprocess.default,
+                          (*_post_args(maps, max_det=50, device=CUDA), [1.2, 1.1, 1.05], "softmax"))
 
 
 def test_non_default_stream():

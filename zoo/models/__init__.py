@@ -1,7 +1,7 @@
 """Architectures (plain nn.Module, no Lightning). Importing this registers every family."""
 from . import (  # noqa: F401  (each registers its family)
     addernet, darknet, densenet, efficientnet, ghostnet, googlenet, res2net, resnest, resnet, srnet, xunet,
-    video, yenet, yolov3,
+    video, yenet, yolov1, yolov2, yolov3, yolov4,
 )
 from .addernet import AdderBasicBlock, AdderBottleneck, AdderResNet
 from .darknet import ConvBNAct, DarkResidual, DarkStage, Darknet53
@@ -16,7 +16,10 @@ from .srnet import SRNet, SRNetRGB
 from .video import R3D18, BasicBlock3d, DeepfakeEffNet, DeepfakeEffNetLSTM
 from .xunet import XuNet
 from .yenet import YeNet
+from .yolov1 import YOLOv1
+from .yolov2 import YOLOv2, darknet_reorg
 from .yolov3 import YOLOBranch, YOLOv3, YOLOv3Tiny
+from .yolov4 import CSPDarknet53, YOLOv4, YOLOv4Tiny
 
 __all__ = [
     "AdderBasicBlock",
@@ -25,6 +28,7 @@ __all__ = [
     "BasicBlock",
     "BasicBlock3d",
     "Bottleneck",
+    "CSPDarknet53",
     "ConvBNAct",
     "DarkResidual",
     "DarkStage",
@@ -46,6 +50,11 @@ __all__ = [
     "XuNet",
     "YeNet",
     "YOLOBranch",
+    "YOLOv1",
+    "YOLOv2",
     "YOLOv3",
     "YOLOv3Tiny",
+    "YOLOv4",
+    "YOLOv4Tiny",
+    "darknet_reorg",
 ]

@@ -135,19 +135,49 @@ def _upsample2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
+def _check_scale_xy(scale_xy: float | Sequence[float], num_levels: int) -> tuple[float, ...]:
+    """darknet's ``scale_x_y`` per output level as a tuple of ``num_levels`` floats (one number:
+    the same at every level); ``ValueError`` naming ``scale_xy`` unless each is finite and >= 1."""
+    values = [scale_xy] * num_levels if isinstance(scale_xy, (int, float)) else list(scale_xy)
+    if len(values) != num_levels or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 1 for v in values
+    ):
+        raise ValueError(
+            f"scale_xy: expected one number >= 1 or {num_levels} of them (one per output), got {scale_xy!r}"
+        )
+    return tuple(float(v) for v in values)
+
+
 class _YOLOBase(nn.Module):
-    """Shared bits: anchors buffer, output conv init, attribute contract."""
+    """Shared bits: anchors buffer, output conv init, attribute contract.
+
+    ``output_kind = "grid"``: raw ``[B, A*(5+C), H/s, W/s]`` maps, one per stride. ``cls_act``:
+    how class logits become probabilities (``"sigmoid"``: each on its own, YOLOv3/v4;
+    ``"softmax"``: over the C classes, YOLOv2's region layer). ``scale_xy``: darknet's
+    ``scale_x_y`` per output (1.0 for YOLOv3: ``cx = (sigmoid(tx) * s - (s - 1) / 2 + grid_x) * stride``).
+    """
 
     num_classes: int
     strides: tuple[int, ...]
     anchors: torch.Tensor
+    scale_xy: tuple[float, ...]
+    output_kind = "grid"
+    cls_act = "sigmoid"
 
-    def _setup(self, num_classes: int, in_chans: int, anchors: AnchorSpec, strides: tuple[int, ...]) -> None:
+    def _setup(
+        self,
+        num_classes: int,
+        in_chans: int,
+        anchors: AnchorSpec,
+        strides: tuple[int, ...],
+        scale_xy: float | Sequence[float] = 1.0,
+    ) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes: expected a positive int, got {num_classes!r}")
         self.num_classes = num_classes
         self.in_chans = check_in_chans(in_chans)
         self.strides = strides
+        self.scale_xy = _check_scale_xy(scale_xy, len(strides))
         anchor_t = _anchor_tensor(anchors, len(strides))
         self.num_anchors = int(anchor_t.shape[1])
         self.out_channels = self.num_anchors * (5 + num_classes)
@@ -221,6 +251,8 @@ class YOLOv3(_YOLOBase):
         num_classes, in_chans, num_anchors: as built.
         strides: ``(8, 16, 32)``, the order of the outputs.
         anchors: buffer ``float32 [3, A, 2]`` (w, h) pixels, same order as the outputs.
+        scale_xy: ``(1.0, 1.0, 1.0)`` (yolov3.cfg has no ``scale_x_y``); ``cls_act``:
+            ``"sigmoid"``; ``output_kind``: ``"grid"``.
         backbone: :class:`~zoo.models.darknet.Darknet53` (``features_only``).
         heads: :class:`YOLOBranch` per output (stride 8, 16, 32).
         laterals: the 1x1 convs before each upsampling: ``laterals[i]`` maps the route

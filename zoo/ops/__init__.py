@@ -7,8 +7,11 @@ device, or ``ZOO_OPS=torch`` is set. :func:`backend` says which one runs.
 
 * :func:`nms`, :func:`batched_nms`: equal to ``torchvision.ops.nms`` / ``batched_nms``
   (stable descending sort; suppress when IoU > threshold; per-category for batched).
-* :func:`yolo_decode`: darknet box decode of one YOLO output map.
+* :func:`yolo_decode`: darknet box decode of one YOLO output map (YOLOv2 / v3 / v4: darknet's
+  ``scale_x_y``, sigmoid or softmax class probabilities).
 * :func:`yolo_postprocess`: decode + score + threshold + cap + class-aware NMS, fused.
+* :func:`yolov1_postprocess`: YOLOv1's detections (:func:`zoo.ops.boxes.decode_yolov1`, score,
+  threshold, :func:`batched_nms`), in torch.
 * :func:`squeeze_excite`: the Squeeze-and-Excitation block, forward and backward fused.
 * :func:`adder2d`: AdderNet's layer (negative L1 distance of each patch to each filter), with
   the paper's backward (HardTanh-clipped input gradient, rescaled full-precision weight gradient).
@@ -34,11 +37,11 @@ import torch
 from torch import Tensor
 from torch.fx.experimental.symbolic_shapes import guard_or_false
 
-from . import _ext, reference
+from . import _ext, boxes as _boxes, reference
 from ._ext import backend
 
 __all__ = ["adder2d", "adder_macs", "backend", "batched_nms", "nms", "se_macs", "squeeze_excite", "yolo_decode",
-           "yolo_decode_macs", "yolo_postprocess", "reference"]
+           "yolo_decode_macs", "yolo_postprocess", "yolov1_postprocess", "reference"]
 
 # The dtypes the kernels read as they are; other floating dtypes are converted to fp32.
 _KERNEL_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -249,42 +252,85 @@ def _check_pred(pred, name: str, num_anchors: int) -> tuple[Tensor, int]:
     return _floating(pred, name), ch // num_anchors - 5
 
 
-def yolo_decode(pred: Tensor, anchors: Tensor, stride: float) -> Tensor:
-    """Decode one YOLO output map (darknet formula).
+def _check_cls_act(cls_act) -> str:
+    if not isinstance(cls_act, str) or cls_act not in reference.YOLO_CLS_ACTS:
+        raise ValueError(f"cls_act: expected one of {reference.YOLO_CLS_ACTS}, got {cls_act!r}")
+    return cls_act
 
-    Args:
-        pred: ``[B, A*(5+C), H, W]`` raw logits.
-        anchors: ``[A, 2]`` anchor (w, h) in input pixels.
-        stride: input pixels per cell.
 
-    Returns:
-        ``[B, A*H*W, 5+C]`` (row ``a*H*W + y*W + x``): cx, cy, w, h in pixels,
-        then objectness and class probabilities, in ``pred``'s dtype.
-    """
+def _check_decode(pred, anchors, stride, scale_xy, cls_act) -> tuple[Tensor, Tensor, float, float, str]:
+    """yolo_decode's arguments (not the anchor values: :func:`_check_anchor_values`)."""
     anchors_t = _tensor(anchors, "anchors", 2)
     pred, _ = _check_pred(pred, "pred", max(1, anchors_t.shape[0]))
     anchors = _check_anchors(anchors_t, "anchors", "pred", pred)
     s = _check_stride(stride, "stride")
+    sxy = _check_stride(scale_xy, "scale_xy")  # finite and > 0, as a stride
+    return pred, anchors, s, sxy, _check_cls_act(cls_act)
+
+
+def yolo_decode(pred: Tensor, anchors: Tensor, stride: float, scale_xy: float = 1.0,
+                cls_act: str = "sigmoid") -> Tensor:
+    """Decode one YOLO output map (darknet's yolo / region layer).
+
+    Args:
+        pred: ``[B, A*(5+C), H, W]`` raw logits; channel ``a*(5+C) + k`` holds tx, ty, tw,
+            th, objectness, then the C class logits of anchor ``a``.
+        anchors: ``[A, 2]`` anchor (w, h) in input pixels.
+        stride: input pixels per cell.
+        scale_xy: darknet's ``scale_x_y`` ``s`` (finite, > 0; AlexeyAB/darknet cfg/yolov4.cfg
+            uses 1.2, 1.1, 1.05 for the strides 8, 16, 32): ``cx = (sigmoid(tx) * s - 0.5 * (s - 1)
+            + x) * stride``. 1.0 (the default) is YOLOv3's ``(sigmoid(tx) + x) * stride``, bit
+            for bit.
+        cls_act: ``"sigmoid"`` (YOLOv3 / v4: each class probability is ``sigmoid(logit)``) or
+            ``"softmax"`` (YOLOv2's region layer: the softmax over the C class logits,
+            computed with the maximum subtracted). Objectness is a sigmoid either way.
+
+    Returns:
+        ``[B, A*H*W, 5+C]`` (row ``a*H*W + y*W + x``): cx, cy, w (``exp(min(tw, 10)) *
+        anchor_w``), h in pixels, then objectness and class probabilities, computed in fp32
+        and returned in ``pred``'s dtype.
+    """
+    pred, anchors, s, sxy, cls_act = _check_decode(pred, anchors, stride, scale_xy, cls_act)
     if _ext.has_kernel("yolo_decode", pred.device) or _on_meta_with_ext(pred):
-        return torch.ops.zoo.yolo_decode(pred, anchors, s)
+        return torch.ops.zoo.yolo_decode(pred, anchors, s, sxy, cls_act)
     _check_anchor_values(anchors, "anchors")
-    return reference.yolo_decode(pred, anchors, s)
+    return reference.yolo_decode(pred, anchors, s, sxy, cls_act)
 
 
-def _check_scales(preds, anchors, strides) -> None:
-    """One anchor set and one stride per scale of the non-empty ``preds``."""
+def _check_scales(preds, anchors, strides, scale_xy=None) -> None:
+    """One anchor set, one stride and (unless None) one scale_xy per scale of the non-empty ``preds``."""
     if len(preds) == 0:
         raise ValueError("preds: expected a non-empty list of [B, A*(5+C), H, W] tensors, one per scale")
     if len(anchors) != len(preds):
         raise ValueError(f"anchors: got {len(anchors)} anchor sets for {len(preds)} scales in preds")
     if len(strides) != len(preds):
         raise ValueError(f"strides: got {len(strides)} strides for {len(preds)} scales in preds")
+    if scale_xy is not None and len(scale_xy) != len(preds):
+        raise ValueError(f"scale_xy: got {len(scale_xy)} values for {len(preds)} scales in preds")
 
 
-def _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label):
-    """yolo_postprocess's arguments (lists of equal length) -> the op's argument tuple (anchor
-    values not checked: :func:`_check_anchor_values`)."""
+def _scale_xy_list(scale_xy, n: int) -> tuple[list | None, bool]:
+    """The API's scale_xy (None, one number, or a sequence / 1-D tensor of one per scale) ->
+    ``(list or None, one_number)``: one number is repeated for every scale (and its errors then
+    name ``scale_xy``, not ``scale_xy[i]``)."""
+    if scale_xy is None:
+        return None, False
+    ndim = getattr(scale_xy, "ndim", None)  # a tensor or a numpy array
+    if ndim is not None and ndim > 1:
+        raise ValueError(f"scale_xy: expected None, a number or one number per scale, got an array of shape "
+                         f"{tuple(scale_xy.shape)}")
+    if ndim == 1 or (isinstance(scale_xy, Sequence) and not isinstance(scale_xy, (str, bytes))):
+        return list(scale_xy), False
+    return [scale_xy] * n, True
+
+
+def _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label,
+                       scale_xy=None, cls_act="sigmoid", one_scale_xy=False):
+    """yolo_postprocess's arguments (lists of equal length; scale_xy None or one per scale) ->
+    the op's argument tuple (anchor values not checked: :func:`_check_anchor_values`).
+    ``one_scale_xy``: the caller gave one number for every scale (errors name ``scale_xy``)."""
     checked_preds, checked_anchors, checked_strides = [], [], []
+    checked_sxy = None if scale_xy is None else []
     num_classes = batch = None
     for i, (p, a, s) in enumerate(zip(preds, anchors, strides)):
         a_t = _tensor(a, f"anchors[{i}]", 2)
@@ -299,9 +345,11 @@ def _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, m
         checked_anchors.append(_check_anchors(a_t, f"anchors[{i}]", f"preds[{i}]", p))
         checked_preds.append(p)
         checked_strides.append(_check_stride(s, f"strides[{i}]"))
+        if scale_xy is not None:
+            checked_sxy.append(_check_stride(scale_xy[i], "scale_xy" if one_scale_xy else f"scale_xy[{i}]"))
     return (checked_preds, checked_anchors, checked_strides, _unit_interval(conf_threshold, "conf_threshold"),
             _unit_interval(iou_threshold, "iou_threshold"), _positive_int(max_det, "max_det"),
-            _positive_int(max_nms, "max_nms"), bool(multi_label))
+            _positive_int(max_nms, "max_nms"), bool(multi_label), checked_sxy, _check_cls_act(cls_act))
 
 
 def yolo_postprocess(
@@ -313,6 +361,8 @@ def yolo_postprocess(
     max_det: int = 300,
     multi_label: bool = False,
     max_nms: int = 30000,
+    scale_xy: float | Sequence[float] | None = None,
+    cls_act: str = "sigmoid",
 ) -> list[dict[str, Tensor]]:
     """Detections from raw YOLO maps: decode, score, threshold, cap, class-aware NMS -- fused.
 
@@ -320,12 +370,17 @@ def yolo_postprocess(
         preds: per scale ``[B, A_s*(5+C), H_s, W_s]`` raw logits (same B and C).
         anchors: per scale ``[A_s, 2]`` anchors in pixels (or one ``[S, A, 2]`` tensor).
         strides: per scale stride in pixels.
-        conf_threshold: keep a candidate when ``obj * cls > conf_threshold``.
+        conf_threshold: keep a candidate when ``obj * p > conf_threshold`` (``p`` the class
+            probability).
         iou_threshold: class-aware NMS threshold.
         max_det: at most this many detections per image (after NMS).
         multi_label: one candidate per (box, class) above the threshold, instead of
             one per box with its best class.
         max_nms: at most this many highest-scoring candidates per image enter NMS.
+        scale_xy: darknet's ``scale_x_y`` per scale (see :func:`yolo_decode`): None (1.0 for
+            every scale: YOLOv2 / v3), one number for every scale, or a sequence with one
+            number per scale (YOLOv4: ``(1.2, 1.1, 1.05)`` for the strides 8, 16, 32).
+        cls_act: ``"sigmoid"`` or ``"softmax"`` class probabilities (see :func:`yolo_decode`).
 
     Returns:
         One dict per image: ``boxes [K, 4]`` xyxy pixels (fp32), ``scores [K]``
@@ -338,8 +393,10 @@ def yolo_postprocess(
         anchors = list(anchors.unbind(0)) if anchors.ndim == 3 else [anchors]
     anchors = list(anchors)
     strides = list(strides)
-    _check_scales(preds, anchors, strides)
-    args = _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label)
+    sxy, one_sxy = _scale_xy_list(scale_xy, len(preds))
+    _check_scales(preds, anchors, strides, sxy)
+    args = _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label,
+                              sxy, cls_act, one_sxy)
     if args[0][0].is_meta:
         raise ValueError("preds[0]: on meta, which holds no values; yolo_postprocess needs them (the number of "
                          "detections depends on them)")
@@ -354,6 +411,64 @@ def yolo_postprocess(
         {"boxes": b, "scores": s, "labels": lab}
         for b, s, lab in zip(boxes.split(counts), scores.split(counts), labels.split(counts))
     ]
+
+
+def yolov1_postprocess(
+    out: Tensor,
+    grid_size: int = 7,
+    num_boxes: int = 2,
+    num_classes: int = 20,
+    img_size: int | Sequence[int] = 448,
+    conf_threshold: float = 0.25,
+    iou_threshold: float = 0.45,
+    max_det: int = 300,
+) -> list[dict[str, Tensor]]:
+    """YOLOv1's detections from its raw output (darknet's detection layer), in torch.
+
+    Each box of each cell (:func:`zoo.ops.boxes.decode_yolov1`) takes its best class:
+    ``score = max_c confidence * p_c`` (label: the first arg-max; darknet's per-class scores
+    ``confidence * p_c``, as :func:`yolo_postprocess` scores ``obj * p_c``). Boxes with
+    ``score > conf_threshold`` and a finite box (a NaN or inf in ``out`` drops that box) go
+    through class-aware NMS (:func:`batched_nms`, suppress when IoU > ``iou_threshold``), and
+    the ``max_det`` best are kept. Confidences and class probabilities are taken as the linear
+    final layer gives them, as darknet does.
+
+    Args:
+        out: ``[B, S*S*(C + 5*num_boxes)]`` raw output (darknet's layout; 1470 values for
+            ``S=7, num_boxes=2, C=20``, cfg/yolo.cfg), floating; computed in fp32.
+        grid_size: ``S``. num_boxes: boxes per cell. num_classes: ``C``.
+        img_size: the network input's size in pixels, ``int`` (square) or ``(h, w)``.
+        conf_threshold: in [0, 1]. iou_threshold: in [0, 1]. max_det: a positive int.
+
+    Returns:
+        One dict per image: ``boxes [K, 4]`` xyxy input pixels (fp32), ``scores [K]`` (fp32),
+        ``labels [K]`` (int64), by descending score.
+    """
+    if isinstance(img_size, (list, tuple)):
+        if len(img_size) != 2:
+            raise ValueError(f"img_size: expected an int or (h, w), got {img_size!r}")
+        img_h, img_w = img_size
+    else:
+        img_h = img_w = img_size
+    _, _, _, img_h, img_w = _boxes.check_yolov1_args(out, grid_size, num_boxes, num_classes, img_h, img_w,
+                                                      ("img_size", "img_size"))
+    conf = _unit_interval(conf_threshold, "conf_threshold")
+    iou = _unit_interval(iou_threshold, "iou_threshold")
+    max_det = _positive_int(max_det, "max_det")
+    if out.is_meta:
+        raise ValueError("out: on meta, which holds no values; yolov1_postprocess needs them (the number of "
+                         "detections depends on them)")
+    rows = _boxes.decode_yolov1(out.detach().float(), grid_size, num_boxes, num_classes, img_h, img_w)
+    scores, labels = (rows[..., 4:5] * rows[..., 5:]).max(-1)  # [B, N]: each box's best class
+    xyxy = _boxes.cxcywh_to_xyxy(rows[..., :4])
+    keep = (scores > conf) & torch.isfinite(xyxy).all(-1)
+    dets = []
+    for b in range(out.shape[0]):
+        idx = torch.nonzero(keep[b]).squeeze(1)
+        bx, sc, lb = xyxy[b, idx], scores[b, idx], labels[b, idx]
+        kept = batched_nms(bx, sc, lb, iou)[:max_det]
+        dets.append({"boxes": bx[kept], "scores": sc[kept], "labels": lb[kept]})
+    return dets
 
 
 # ----------------------------------------------------------------------------- Squeeze-and-Excitation
@@ -587,20 +702,18 @@ def _register_python_kernels() -> None:
         return boxes.new_empty((n,), dtype=torch.int64)
 
     @torch.library.register_fake("zoo::yolo_decode")
-    def _yolo_decode_fake(pred, anchors, stride):
-        anchors_t = _tensor(anchors, "anchors", 2)
-        _check_pred(pred, "pred", max(1, anchors_t.shape[0]))
-        _check_anchors(anchors_t, "anchors", "pred", pred)
-        _check_stride(stride, "stride")
+    def _yolo_decode_fake(pred, anchors, stride, scale_xy=1.0, cls_act="sigmoid"):
+        _check_decode(pred, anchors, stride, scale_xy, cls_act)
         b, ch, h, w = pred.shape
         a = anchors.shape[0]
         return pred.new_empty((b, a * h * w, ch // a))
 
     @torch.library.register_fake("zoo::yolo_postprocess")
     def _yolo_postprocess_fake(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms,
-                               multi_label):
-        _check_scales(preds, anchors, strides)
-        _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label)
+                               multi_label, scale_xy=None, cls_act="sigmoid"):
+        _check_scales(preds, anchors, strides, scale_xy)
+        _check_postprocess(preds, anchors, strides, conf_threshold, iou_threshold, max_det, max_nms, multi_label,
+                           scale_xy, cls_act)
         k = torch.library.get_ctx().new_dynamic_size()
         p = preds[0]
         return (

@@ -91,17 +91,30 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     return kept[torch.sort(scores[kept].to(compute_dtype(scores)), descending=True, stable=True).indices]
 
 
-def yolo_decode(pred: Tensor, anchors: Tensor, stride: float) -> Tensor:
+#: The class activations of the YOLO ops: "sigmoid" (YOLOv3 / v4: each class independently)
+#: and "softmax" (YOLOv2's region layer: one distribution over the C classes).
+YOLO_CLS_ACTS = ("sigmoid", "softmax")
+
+
+def class_probs(logits: Tensor, cls_act: str) -> Tensor:
+    """Class probabilities from the class logits ``[..., C]``: ``sigmoid`` of each, or the
+    ``softmax`` over the last dim (``torch.softmax``: the max is subtracted before ``exp``)."""
+    return torch.softmax(logits, dim=-1) if cls_act == "softmax" else torch.sigmoid(logits)
+
+
+def yolo_decode(pred: Tensor, anchors: Tensor, stride: float, scale_xy: float = 1.0,
+                cls_act: str = "sigmoid") -> Tensor:
     """``pred [B, A*(5+C), H, W]`` raw logits -> ``[B, A*H*W, 5+C]``: cx, cy, w, h in pixels
-    (:func:`zoo.ops.boxes.decode_boxes`: ``(sigmoid(t_xy) + grid) * stride``,
-    ``exp(min(t_wh, WH_LOGIT_MAX)) * anchor``), then sigmoid objectness and class
-    probabilities. Computed in fp32, returned in ``pred.dtype``."""
+    (:func:`zoo.ops.boxes.decode_boxes`: ``(sigmoid(t_xy) * s - 0.5 * (s - 1) + grid) * stride``
+    with ``s = scale_xy``, ``exp(min(t_wh, WH_LOGIT_MAX)) * anchor``), then sigmoid objectness,
+    then the class probabilities (:func:`class_probs` with ``cls_act``). Computed in fp32,
+    returned in ``pred.dtype``."""
     bsz, ch, h, w = pred.shape
     a = anchors.shape[0]
     p = pred.float().reshape(bsz, a, ch // a, h, w).permute(0, 1, 3, 4, 2)  # [B, A, H, W, 5+C]
     grid = cell_grid(h, w, device=pred.device, dtype=torch.float32)  # [H, W, 2]
-    xywh = decode_boxes(p[..., :4], grid, anchors.float().view(1, a, 1, 1, 2), stride)
-    out = torch.cat([xywh, torch.sigmoid(p[..., 4:])], dim=-1)
+    xywh = decode_boxes(p[..., :4], grid, anchors.float().view(1, a, 1, 1, 2), stride, scale_xy)
+    out = torch.cat([xywh, torch.sigmoid(p[..., 4:5]), class_probs(p[..., 5:], cls_act)], dim=-1)
     return out.reshape(bsz, a * h * w, ch // a).to(pred.dtype)
 
 
@@ -130,18 +143,23 @@ def yolo_postprocess(
     max_det: int,
     max_nms: int,
     multi_label: bool,
+    scale_xy: Sequence[float] | None = None,
+    cls_act: str = "sigmoid",
     nms_fn=batched_nms,
     decode_fn=None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The unfused pipeline: decode -> score = obj * cls -> threshold -> cap at ``max_nms`` ->
-    class-aware NMS (``nms_fn``, e.g. torchvision.ops.batched_nms) -> cap at ``max_det``.
-    ``decode_fn(pred, anchors, stride)`` replaces :func:`yolo_decode` (tests pass the kernel's,
-    to check the rest of the pipeline exactly).
+    """The unfused pipeline: decode (scale ``i`` with ``scale_xy[i]``, all 1.0 for None, and
+    ``cls_act``) -> score = obj * class prob -> threshold -> cap at ``max_nms`` -> class-aware
+    NMS (``nms_fn``, e.g. torchvision.ops.batched_nms) -> cap at ``max_det``.
+    ``decode_fn(pred, anchors, stride, scale_xy, cls_act)`` replaces :func:`yolo_decode`
+    (tests pass the kernel's, to check the rest of the pipeline exactly).
 
     Returns ``(boxes [K, 4], scores [K], labels [K], image_index [K])`` grouped by image.
     """
     decode_fn = decode_fn or yolo_decode
-    decoded = torch.cat([decode_fn(p.float(), a, s) for p, a, s in zip(preds, anchors, strides)], dim=1)
+    scale_xy = [1.0] * len(preds) if scale_xy is None else scale_xy
+    decoded = torch.cat([decode_fn(p.float(), a, s, sxy, cls_act)
+                         for p, a, s, sxy in zip(preds, anchors, strides, scale_xy)], dim=1)
     # (an empty batch still concatenates: the lists start with an empty tensor each)
     out_b, out_s = [decoded.new_empty((0, 4))], [decoded.new_empty((0,))]
     out_l, out_i = ([torch.empty(0, dtype=torch.int64, device=decoded.device)] for _ in range(2))
