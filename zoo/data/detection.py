@@ -1,4 +1,22 @@
-"""Detection data: VOC XML (AI识虫 insects layout), letterbox transforms, batches, anchors.
+"""Detection data: VOC XML (AI识虫 insects layout), COCO JSON or YOLO txt annotations, letterbox
+transforms, mosaic, batches, anchors.
+
+Layouts of one split (``root/{split}``, split = train / val / test), chosen by
+``DetectionDataModule(annotations=...)`` (``"auto"``: the one format the split holds)::
+
+    voc   {split}/annotations/xmls/<stem>.xml + {split}/images/<stem>.jpeg (.jpg, .png, ...)
+    coco  {split}/annotations/instances_{split}.json (or the only .json there) + {split}/images/<file_name>
+          images [{id, file_name, width, height}], annotations [{image_id, category_id,
+          bbox [x, y, w, h] (top-left corner and size, px), iscrowd}], categories [{id, name}]
+    yolo  {split}/labels/<stem>.txt + {split}/images/<stem>.jpeg (.jpg, .png, ...), optional
+          {split}/classes.txt (or root/classes.txt): line ``class cx cy w h`` per object, centre and
+          size over the image's width / height; ``class`` indexes classes.txt, else ``classes``;
+          an image without a label file has no objects
+
+COCO categories and classes.txt names are matched to ``classes`` by name. Every format is read
+into the same raw record (:func:`read_voc_xml`'s, :mod:`zoo.data.detection_formats`), so the
+same images give the same targets in each; COCO's ``iscrowd`` plays VOC's ``difficult``
+(YOLO txt has neither). :func:`write_coco` / :func:`write_yolo_txt` convert a split.
 
 Batch format (train, val, test and predict alike)::
 
@@ -8,7 +26,9 @@ Batch format (train, val, test and predict alike)::
     metas   list of B dicts: "path" str, "orig_size" (h, w), "scale" float, "pad" (left, top)
 
 A box maps back to the original image as ``orig = (net - pad) / scale`` (x with ``left``,
-y with ``top``). Predict batches from ``predict_dir`` have empty targets.
+y with ``top``). Predict batches from ``predict_dir`` have empty targets. A mosaic training
+item (:func:`mosaic4`) has the mosaic as its "original" (``orig_size`` (S, S)) and one more
+meta key, "mosaic": the 4 image paths.
 
 ``difficult`` objects: with ``use_difficult=False`` they are removed from training
 targets and kept in eval targets with ``iscrowd=1`` (torchmetrics' MeanAveragePrecision
@@ -24,6 +44,7 @@ import math
 import os
 import shutil
 import uuid
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -39,11 +60,27 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..ops.boxes import shape_iou
 from .base import SplitDataModule
-from .corrupt import CorruptFileError, CorruptItems, SkipCollate, check_skip_corrupt
+from .corrupt import CorruptFileError, CorruptFileWarning, CorruptItems, SkipCollate, check_skip_corrupt
+from .detection_formats import (  # (read_coco_json and the writers: re-exported)
+    COCOFile,
+    check_annotations,
+    class_ids,
+    coco_file,
+    image_size,
+    images_by_stem,
+    labels_dir,
+    read_coco_json,
+    read_yolo_txt,
+    resolve_annotations,
+    split_formats,
+    write_coco,
+    write_yolo_txt,
+    yolo_class_names,
+)
 from .images import IMAGE_SUFFIXES, list_images, open_image
 from .synthetic_insects import GENERATOR_VERSION, INSECT_CLASSES, synthetic_insects
 
-PAD_VALUE = 114  # letterbox / affine fill, of 255
+PAD_VALUE = 114  # letterbox / affine / mosaic fill, of 255
 BOX_TOLERANCE = 1.0  # pixels a VOC box may stick out of the image (1-based coordinates)
 
 
@@ -277,9 +314,11 @@ def train_transforms(img_size: int, augment: bool = True, degrees: float | tuple
                                min_size=min_size)
 
 
-#: The random augmentations :func:`train_transforms` takes (``DetectionDataModule(augment={...})``).
+#: The random augmentations :func:`train_transforms` takes, and ``mosaic`` (the probability of a
+#: 4-image mosaic, which the training dataset makes: :func:`mosaic4`), the keys of
+#: ``DetectionDataModule(augment={...})``.
 AUGMENT_OPTIONS = tuple(name for name in inspect.signature(train_transforms).parameters
-                        if name not in ("img_size", "augment", "min_size"))
+                        if name not in ("img_size", "augment", "min_size")) + ("mosaic",)
 
 
 def _check_known_keys(arg: str, given: dict | None, known) -> None:
@@ -303,34 +342,105 @@ def _empty_target() -> dict[str, Tensor]:
             "iscrowd": torch.zeros(0, dtype=torch.int64)}
 
 
-def _load(transforms: Callable | None, path: str, target: dict[str, Tensor], xml: str | None = None,
-          xml_size: tuple[int, int] | None = None) -> tuple[Tensor, dict[str, Tensor], dict[str, Any]]:
-    """Read ``path`` and apply ``transforms``: ``(image, target, meta)``."""
-    img, (w, h) = open_image(path, getattr(transforms, "img_size", None))
-    if xml_size is not None and (w, h) != tuple(xml_size):
-        raise CorruptFileError(path, f"image {path!r} is {w} x {h} but its annotation {xml!r} says <size> "
-                                     f"{xml_size[0]} x {xml_size[1]}")
+def _open(path: str, min_size: int | None, target: dict[str, Tensor], annotation: str | None = None,
+          size: tuple[int, int] | None = None, size_field: str = "<size>"
+          ) -> tuple[Image.Image, tuple[int, int], dict[str, Tensor]]:
+    """``(decoded RGB image, (w, h) stored in the file, target scaled to the decoded image)``.
+
+    JPEGs decode at a reduced scale while both sides stay >= ``min_size``. ``size`` (w, h): what
+    ``annotation`` says (its ``size_field``) the image is; another size raises
+    :class:`CorruptFileError` naming both files."""
+    img, (w, h) = open_image(path, min_size)
+    if size is not None and (w, h) != tuple(size):
+        raise CorruptFileError(path, f"image {path!r} is {w} x {h} but its annotation {annotation!r} says "
+                                     f"{size_field} {size[0]} x {size[1]}")
     dw, dh = img.size
     if (dw, dh) != (w, h):  # decoded at a reduced scale
         target = dict(target, boxes=target["boxes"] * torch.tensor([dw / w, dh / h, dw / w, dh / h]))
+    return img, (w, h), target
+
+
+def _finish(transforms: Callable | None, img: Image.Image, target: dict[str, Tensor]
+            ) -> tuple[Tensor, dict[str, Tensor], dict[str, Any]]:
+    """``transforms(img, target)``, or without transforms the image as float ``[3, H, W]`` in [0, 1]."""
     if transforms is None:
         image = TF.to_dtype(TF.pil_to_tensor(img), torch.float32, scale=True)
-        geo: dict[str, Any] = {"scale": 1.0, "pad": (0, 0)}
-    else:
-        image, target, geo = transforms(img, target)
+        return image, target, {"scale": 1.0, "pad": (0, 0)}
+    return transforms(img, target)
+
+
+def _load(transforms: Callable | None, path: str, target: dict[str, Tensor], annotation: str | None = None,
+          size: tuple[int, int] | None = None, size_field: str = "<size>"
+          ) -> tuple[Tensor, dict[str, Tensor], dict[str, Any]]:
+    """Read ``path`` and apply ``transforms``: ``(image, target, meta)``."""
+    img, (w, h), target = _open(path, getattr(transforms, "img_size", None), target, annotation, size, size_field)
+    dw, dh = img.size
+    image, target, geo = _finish(transforms, img, target)
     scale = float(geo["scale"]) * max(dw, dh) / max(w, h)  # original -> network pixels
     return image, target, {"path": path, "orig_size": (h, w), "scale": scale, "pad": tuple(geo["pad"])}
 
 
-class VOCDetection(Dataset):
-    """A split of a VOC dataset in the insects layout: item = ``(image, target, meta)``.
+def mosaic4(tiles: Sequence[tuple[Image.Image, dict[str, Tensor]]], size: int, centre: tuple[int, int],
+            fill: int = PAD_VALUE, min_side: float = 2.0, min_visible: float = 0.2
+            ) -> tuple[Image.Image, dict[str, Tensor]]:
+    """The YOLOv4 4-image mosaic: ``(RGB image size x size, target)``.
 
-    Reads ``root/{split}/annotations/xmls/*.xml`` (sorted by stem) with the image
-    ``root/{split}/images/<stem>.jpeg`` (or ``.jpg`` / ``.png``). Every annotation is parsed
-    and every image located at construction, so a broken dataset fails before training
-    (``ValueError`` / ``FileNotFoundError`` naming the file). Images are decoded when read: a
-    corrupt one, or one whose size differs from its annotation's, raises ``ValueError`` naming it
-    then. With ``skip_corrupt`` a corrupt annotation is left out at construction (one warning,
+    ``tiles``: 4 ``(image, target)`` pairs, targets in the image's pixels (``boxes`` xyxy,
+    ``labels``, ``iscrowd``). On a ``2S x 2S`` canvas (``S = size``) filled with ``fill`` gray,
+    each image is scaled so that its long side is ``S`` (``w' = round(w * S / max(w, h))``, same
+    for ``h'``) and placed with one corner on ``centre = (xc, yc)`` (canvas pixels, each in
+    ``[S // 2, S // 2 + S]``): tile 0 above left of it (its bottom-right corner on the centre),
+    1 above right, 2 below left, 3 below right. The result is the canvas' central ``S x S``
+    window ``[S // 2, S // 2 + S)`` (the window every centre lies in), so each tile shows the
+    part of its image next to the centre, at the letterbox scale.
+
+    Boxes are scaled with their image (``x * w' / w``, ``y * h' / h``), shifted with it and clipped
+    to the window; a box whose visible part is under ``min_side`` px on a side or under
+    ``min_visible`` of its area (before clipping) is dropped with its label.
+    """
+    if len(tiles) != 4:
+        raise ValueError(f"tiles: expected 4 (image, target) pairs, got {len(tiles)}")
+    S, off = int(size), int(size) // 2
+    xc, yc = int(centre[0]) - off, int(centre[1]) - off  # in the output window
+    if not (0 <= xc <= S and 0 <= yc <= S):
+        raise ValueError(f"centre: expected both coordinates in [{off}, {off + S}], got {tuple(centre)}")
+    canvas = Image.new("RGB", (S, S), (fill, fill, fill))
+    boxes, labels, crowd = [], [], []
+    for k, (img, target) in enumerate(tiles):
+        w, h = img.size
+        f = S / max(w, h)
+        nw, nh = max(1, round(w * f)), max(1, round(h * f))
+        if (nw, nh) != (w, h):
+            img = img.resize((nw, nh), Image.BILINEAR)
+        x0 = xc - nw if k in (0, 2) else xc
+        y0 = yc - nh if k in (0, 1) else yc
+        canvas.paste(img, (x0, y0))  # (PIL crops what falls outside the window)
+        b = target["boxes"].reshape(-1, 4).double() * torch.tensor([nw / w, nh / h, nw / w, nh / h],
+                                                                   dtype=torch.float64)
+        b = b + torch.tensor([x0, y0, x0, y0], dtype=torch.float64)
+        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        b = b.clamp(0, S)
+        bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+        keep = (bw >= min_side) & (bh >= min_side) & (bw * bh >= min_visible * area)
+        boxes.append(b[keep].float())
+        labels.append(target["labels"][keep])
+        crowd.append(target["iscrowd"][keep])
+    return canvas, {"boxes": torch.cat(boxes), "labels": torch.cat(labels), "iscrowd": torch.cat(crowd)}
+
+
+class DetectionDataset(Dataset):
+    """A split of a detection dataset: item = ``(image, target, meta)``; the base of
+    :class:`VOCDetection`, :class:`COCODetection` and :class:`YOLODetection`, which differ only in
+    how :meth:`read_records` reads the annotations.
+
+    ``records`` (one per image, sorted by file stem): the raw record of :func:`read_voc_xml` (boxes
+    in original-image pixels, ``difficult``) plus ``image`` (the file), ``annotation`` (the file
+    that says where the boxes are) and ``size_field`` (what in it gives the image size, checked
+    against the image when it is read; None: not checked). Every annotation is parsed and every
+    image located at construction, so a broken dataset fails before training (``ValueError`` /
+    ``FileNotFoundError`` naming the file). Images are decoded when read: a corrupt one, or one
+    whose size differs from its annotation's, raises ``ValueError`` naming it then. With
+    ``skip_corrupt`` a corrupt annotation is left out at construction (one warning,
     ``corrupt.left_out``) and a corrupt image when read (the item is None, see
     :mod:`zoo.data.corrupt`).
 
@@ -342,7 +452,19 @@ class VOCDetection(Dataset):
 
     Difficult objects: with ``use_difficult`` they count as ordinary objects; otherwise
     they get ``iscrowd=1``, or are removed when ``drop_difficult`` (for training).
+
+    Mosaic: with probability ``mosaic`` an item is the :func:`mosaic4` of it and 3 other items
+    (distinct ones while the set has 4 or more; drawn uniformly), each at its training target,
+    with a random centre, at ``mosaic_size`` (default ``transforms.img_size``); ``transforms`` then
+    apply to the mosaic (letterbox: nothing left to do; then the affine map, flips, ...). Every
+    draw uses torch's global RNG, which :class:`zoo.data.resume.SeededDataset` seeds per item, so
+    that mosaics are reproducible and resumable like the other augmentations; with ``mosaic`` 0
+    nothing is drawn. With ``skip_corrupt`` a corrupt partner image is replaced by another draw
+    (a warning, not counted: it is not the item read).
     """
+
+    #: the annotation format, one of :data:`zoo.data.detection_formats.ANNOTATION_FORMATS`
+    format = ""
 
     def __init__(
         self,
@@ -353,40 +475,28 @@ class VOCDetection(Dataset):
         use_difficult: bool = False,
         drop_difficult: bool = False,
         skip_corrupt: bool = False,
+        mosaic: float = 0.0,
+        mosaic_size: int | None = None,
     ) -> None:
         self.root, self.split = os.fspath(root), split
         self.corrupt = CorruptItems(skip_corrupt)
         self.classes = tuple(classes)
         _check_classes(self.classes)
         self.transforms, self.use_difficult, self.drop_difficult = transforms, use_difficult, drop_difficult
-        xml_dir = os.path.join(self.root, split, "annotations", "xmls")
-        img_dir = os.path.join(self.root, split, "images")
-        if not os.path.isdir(xml_dir):
-            raise ValueError(f"{split} split: {xml_dir!r} is not a directory (expected the insects layout "
-                             "root/{split}/annotations/xmls/*.xml + root/{split}/images/*.jpeg)")
-        xmls = sorted((f for f in os.listdir(xml_dir) if f.lower().endswith(".xml")), key=lambda f: f[:-4])
-        if not xmls:
-            raise ValueError(f"{split} split: no .xml annotations in {xml_dir!r}")
-        images: dict[str, str] = {}
-        if os.path.isdir(img_dir):
-            rank = {suffix: i for i, suffix in enumerate(IMAGE_SUFFIXES)}
-            for f in sorted(os.listdir(img_dir), key=lambda f: rank.get(os.path.splitext(f)[1].lower(), len(rank))):
-                stem, ext = os.path.splitext(f)
-                if ext.lower() in rank:
-                    images.setdefault(stem, os.path.join(img_dir, f))
-
-        def record(f: str) -> dict[str, Any]:
-            stem, xml_path = f[:-4], os.path.join(xml_dir, f)
-            if stem not in images:
-                raise FileNotFoundError(f"annotation {xml_path!r}: no image for it, expected "
-                                        f"{os.path.join(img_dir, stem + IMAGE_SUFFIXES[0])!r} (or another of {', '.join(IMAGE_SUFFIXES[1:])})")
-            rec = read_voc_xml(xml_path, self.classes)
-            rec["xml"], rec["image"] = xml_path, images[stem]
-            return rec
-
-        self.records: list[dict[str, Any]] = [rec for _, rec in self.corrupt.scan(xmls, record,
-                                                                                  f"{split} annotation(s)")]
+        mosaic = float(mosaic)
+        if not 0.0 <= mosaic <= 1.0:
+            raise ValueError(f"mosaic: expected a probability in [0, 1], got {mosaic}")
+        self.mosaic = mosaic
+        self.mosaic_size = int(mosaic_size if mosaic_size is not None else getattr(transforms, "img_size", 0) or 0)
+        if mosaic > 0 and self.mosaic_size < 1:
+            raise ValueError(f"mosaic_size: expected >= 1 (or transforms with an img_size), got {mosaic_size}")
+        self.image_dir = os.path.join(self.root, split, "images")
+        self.records: list[dict[str, Any]] = self.read_records()
         self.corrupt.resize(len(self.records))
+
+    def read_records(self) -> list[dict[str, Any]]:
+        """The split's records (see the class docstring), in order."""
+        raise NotImplementedError
 
     def __len__(self) -> int:
         return len(self.records)
@@ -401,10 +511,179 @@ class VOCDetection(Dataset):
             boxes, labels, difficult = boxes[~difficult], labels[~difficult], difficult[~difficult]
         return {"boxes": boxes.clone(), "labels": labels.clone(), "iscrowd": difficult.to(torch.int64)}
 
-    def __getitem__(self, i: int) -> tuple[Tensor, dict[str, Tensor], dict[str, Any]] | None:
+    def _open(self, i: int, min_size: int | None) -> tuple[Image.Image, tuple[int, int], dict[str, Tensor]]:
         rec = self.records[i]
-        return self.corrupt.read(i, lambda: _load(self.transforms, rec["image"], self.target(i), rec["xml"],
-                                                  rec["size"]))
+        field = rec.get("size_field")
+        return _open(rec["image"], min_size, self.target(i), rec.get("annotation"),
+                     rec["size"] if field else None, field or "<size>")
+
+    def __getitem__(self, i: int) -> tuple[Tensor, dict[str, Tensor], dict[str, Any]] | None:
+        if self.mosaic > 0 and float(torch.rand(())) < self.mosaic:
+            return self.corrupt.read(i, lambda: self._mosaic_item(i))
+        rec = self.records[i]
+        field = rec.get("size_field")
+        return self.corrupt.read(i, lambda: _load(self.transforms, rec["image"], self.target(i),
+                                                  rec.get("annotation"), rec["size"] if field else None,
+                                                  field or "<size>"))
+
+    def _mosaic_item(self, i: int) -> tuple[Tensor, dict[str, Tensor], dict[str, Any]]:
+        S, n = self.mosaic_size, len(self)
+        img, _, target = self._open(i, S)
+        tiles, used, bad = [(img, target)], [i], set()
+        while len(tiles) < 4:
+            if n - len(set(used)) - len(bad) > 0:  # a fresh item is left
+                j = int(torch.randint(n, ()))
+                while j in used or j in bad:
+                    j = int(torch.randint(n, ()))
+            else:  # fewer than 4 readable items: repeat
+                j = used[int(torch.randint(len(used), ()))]
+            try:
+                img, _, target = self._open(j, S)
+            except CorruptFileError as err:
+                if not self.corrupt.skip:
+                    raise
+                warnings.warn(f"skip_corrupt: item {j} left out of the mosaic of item {i}: {err}", CorruptFileWarning,
+                              stacklevel=2)
+                bad.add(j)
+                continue
+            tiles.append((img, target))
+            used.append(j)
+        off = S // 2
+        centre = (int(torch.randint(off, off + S + 1, ())), int(torch.randint(off, off + S + 1, ())))
+        canvas, target = mosaic4(tiles, S, centre)
+        image, target, geo = _finish(self.transforms, canvas, target)
+        return image, target, {"path": self.records[i]["image"], "orig_size": (S, S), "scale": float(geo["scale"]),
+                               "pad": tuple(geo["pad"]), "mosaic": tuple(self.records[j]["image"] for j in used)}
+
+
+class VOCDetection(DetectionDataset):
+    """A split in VOC XML (the AI识虫 insects layout); see :class:`DetectionDataset`.
+
+    Reads ``root/{split}/annotations/xmls/*.xml`` (sorted by stem, :func:`read_voc_xml`) with the
+    image ``root/{split}/images/<stem>.jpeg`` (or ``.jpg`` / ``.png``, ...). Records also keep
+    ``xml`` (the annotation file).
+    """
+
+    format = "voc"
+
+    def read_records(self) -> list[dict[str, Any]]:
+        split = self.split
+        xml_dir = os.path.join(self.root, split, "annotations", "xmls")
+        img_dir = self.image_dir
+        if not os.path.isdir(xml_dir):
+            raise ValueError(f"{split} split: {xml_dir!r} is not a directory (expected the insects layout "
+                             "root/{split}/annotations/xmls/*.xml + root/{split}/images/*.jpeg)")
+        xmls = sorted((f for f in os.listdir(xml_dir) if f.lower().endswith(".xml")), key=lambda f: f[:-4])
+        if not xmls:
+            raise ValueError(f"{split} split: no .xml annotations in {xml_dir!r}")
+        images = images_by_stem(img_dir)
+
+        def record(f: str) -> dict[str, Any]:
+            stem, xml_path = f[:-4], os.path.join(xml_dir, f)
+            if stem not in images:
+                raise FileNotFoundError(f"annotation {xml_path!r}: no image for it, expected "
+                                        f"{os.path.join(img_dir, stem + IMAGE_SUFFIXES[0])!r} (or another of {', '.join(IMAGE_SUFFIXES[1:])})")
+            rec = read_voc_xml(xml_path, self.classes)
+            rec["xml"], rec["image"] = xml_path, images[stem]
+            rec["annotation"], rec["size_field"] = xml_path, "<size>"
+            return rec
+
+        return [rec for _, rec in self.corrupt.scan(xmls, record, f"{split} annotation(s)")]
+
+
+class COCODetection(DetectionDataset):
+    """A split in COCO JSON; see :class:`DetectionDataset`.
+
+    Reads ``root/{split}/annotations/instances_{split}.json`` (or the only ``.json`` file there,
+    :class:`~zoo.data.detection_formats.COCOFile`) with the images ``root/{split}/images/<file_name>``,
+    in file-name order. Categories map to ``classes`` by name; ``iscrowd`` objects are the
+    ``difficult`` ones. An image without annotations has no objects. A malformed file raises
+    :class:`CorruptFileError` naming it; a bad box makes its image corrupt (left out with
+    ``skip_corrupt``, the error's path is the image's); a missing image raises
+    ``FileNotFoundError`` naming the file and the image.
+    """
+
+    format = "coco"
+
+    def read_records(self) -> list[dict[str, Any]]:
+        path = coco_file(self.root, self.split)
+        if path is None:
+            raise ValueError(f"{self.split} split: no COCO .json file in "
+                             f"{os.path.join(self.root, self.split, 'annotations')!r} (expected "
+                             f"root/{self.split}/annotations/instances_{self.split}.json + root/{self.split}/images/)")
+        coco = COCOFile(path, self.classes)
+        if not len(coco):
+            raise ValueError(f"{self.split} split: {path!r} lists no images")
+        for im in coco.images:
+            file = os.path.join(self.image_dir, *im["file_name"].split("/"))
+            if not os.path.isfile(file):
+                raise FileNotFoundError(f"annotation {path!r}: image id {im['id']!r}: no image file {file!r}")
+            im["path"] = file
+
+        def record(im: dict) -> dict[str, Any]:
+            rec = coco.record(im, error_path=im["path"])
+            rec["image"], rec["annotation"] = im["path"], path
+            rec["size_field"] = f"for image id {im['id']!r} width x height"
+            return rec
+
+        return [rec for _, rec in self.corrupt.scan(coco.images, record, f"{self.split} image(s) of {path!r}")]
+
+
+class YOLODetection(DetectionDataset):
+    """A split in YOLO txt; see :class:`DetectionDataset`.
+
+    Reads every image in ``root/{split}/images/`` (sorted by stem) with its labels
+    ``root/{split}/labels/<stem>.txt`` (:func:`~zoo.data.detection_formats.read_yolo_txt`; no file:
+    no objects). Class ids index ``root/{split}/classes.txt`` (else ``root/classes.txt``), each
+    name matched to ``classes``, or ``classes`` when there is no such file. Boxes are normalised,
+    so each image's size is read from its header at construction (an unreadable image is corrupt
+    then). A label file without an image raises ``FileNotFoundError``; a bad line raises
+    :class:`CorruptFileError` naming the file and the line (with ``skip_corrupt``: that image is
+    left out). No object is difficult.
+    """
+
+    format = "yolo"
+
+    def read_records(self) -> list[dict[str, Any]]:
+        split, lbl_dir = self.split, labels_dir(self.root, self.split)
+        if not os.path.isdir(lbl_dir):
+            raise ValueError(f"{split} split: {lbl_dir!r} is not a directory (expected the YOLO layout "
+                             f"root/{split}/labels/*.txt + root/{split}/images/)")
+        images = images_by_stem(self.image_dir)
+        if not images:
+            raise ValueError(f"{split} split: no images in {self.image_dir!r}")
+        for f in sorted(os.listdir(lbl_dir)):
+            if f.lower().endswith(".txt") and f[:-4] not in images:
+                raise FileNotFoundError(f"label file {os.path.join(lbl_dir, f)!r}: no image for it, expected "
+                                        f"{os.path.join(self.image_dir, f[:-4] + IMAGE_SUFFIXES[0])!r} (or another "
+                                        f"of {', '.join(IMAGE_SUFFIXES[1:])})")
+        names, names_path = yolo_class_names(self.root, split)
+        class_ids(self.classes, names, f"class names {names_path!r}")  # (before any label file needs them)
+
+        def record(stem: str) -> dict[str, Any]:
+            image = images[stem]
+            size = image_size(image)
+            label = os.path.join(lbl_dir, stem + ".txt")
+            if os.path.isfile(label):
+                rec = read_yolo_txt(label, size, self.classes, names, filename=os.path.basename(image))
+            else:  # no label file: no objects
+                rec = {"filename": os.path.basename(image), "size": size, "boxes": torch.zeros(0, 4),
+                       "labels": torch.zeros(0, dtype=torch.int64), "difficult": torch.zeros(0, dtype=torch.bool)}
+            rec["image"], rec["annotation"], rec["size_field"] = image, label, None
+            return rec
+
+        return [rec for _, rec in self.corrupt.scan(sorted(images), record, f"{split} image(s)")]
+
+
+#: dataset class per annotation format
+DATASETS: dict[str, type[DetectionDataset]] = {"voc": VOCDetection, "coco": COCODetection, "yolo": YOLODetection}
+
+
+def detection_dataset(root: str | os.PathLike, split: str, annotations: str = "auto", **kwargs: Any
+                      ) -> DetectionDataset:
+    """The split ``root/{split}`` as the dataset of its format (``annotations``: ``"voc"``,
+    ``"coco"``, ``"yolo"``, or ``"auto"``: the one format present); ``kwargs`` go to it."""
+    return DATASETS[resolve_annotations(root, split, annotations)](root, split, **kwargs)
 
 
 class DetectionImages(Dataset):
@@ -478,7 +757,7 @@ class MultiScaleCollate:
 # anchors
 
 
-def _dataset_wh(ds: VOCDetection, img_size: int) -> Tensor:
+def _dataset_wh(ds: DetectionDataset, img_size: int) -> Tensor:
     """The (w, h) of the boxes ``ds`` trains on (not the iscrowd ones), letterboxed to ``img_size``."""
     out = []
     for i, rec in enumerate(ds.records):
@@ -488,16 +767,16 @@ def _dataset_wh(ds: VOCDetection, img_size: int) -> Tensor:
     return torch.cat(out) if out else torch.zeros(0, 2)
 
 
-def kmeans_anchors(dataset_or_boxes: VOCDetection | Tensor, k: int = 9, img_size: int = 416, iters: int = 300,
+def kmeans_anchors(dataset_or_boxes: DetectionDataset | Tensor, k: int = 9, img_size: int = 416, iters: int = 300,
                    seed: int = 0, restarts: int = 3) -> Tensor:
     """k-means anchors ``[k, 2]`` (w, h) in network pixels, sorted by area.
 
     Distance 1 - IoU of boxes aligned at a common corner. ``dataset_or_boxes`` is a
-    :class:`VOCDetection` (its non-difficult boxes, letterboxed to ``img_size``; images are
+    :class:`DetectionDataset` (its non-difficult boxes, letterboxed to ``img_size``; images are
     not read) or a tensor of ``[n, 2]`` (w, h), or ``[n, 4]`` xyxy, used as given.
     k-means++ seeding; the best of ``restarts`` runs (mean best IoU) wins.
     """
-    if isinstance(dataset_or_boxes, VOCDetection):
+    if isinstance(dataset_or_boxes, DetectionDataset):
         wh = _dataset_wh(dataset_or_boxes, img_size)
     else:
         wh = torch.as_tensor(dataset_or_boxes, dtype=torch.float64)
@@ -595,10 +874,14 @@ def ensure_synthetic(data_dir: str | os.PathLike, synthetic: dict | None = None)
 
 
 class DetectionDataModule(SplitDataModule):
-    """VOC detection data (AI识虫 insects layout) as train / val / test / predict loaders.
+    """Detection data (VOC XML, COCO JSON or YOLO txt) as train / val / test / predict loaders.
 
-    ``root`` holds ``{train,val[,test]}/annotations/xmls/*.xml`` + ``.../images/*.jpeg``;
-    with ``root=None`` a generated insect set (``synthetic``: kwargs of
+    ``root`` holds the splits ``{train,val[,test]}``, each in one of the layouts of the module
+    docstring (VOC: ``{split}/annotations/xmls/*.xml`` + ``{split}/images/*.jpeg``, the AI识虫
+    layout; COCO: ``{split}/annotations/instances_{split}.json`` + ``{split}/images/``; YOLO txt:
+    ``{split}/labels/*.txt`` + ``{split}/images/``). ``annotations`` picks the format: ``"voc"``,
+    ``"coco"``, ``"yolo"``, or ``"auto"`` (default): per split, the one format it holds (several:
+    ``ValueError``, set it). With ``root=None`` a generated insect set (``synthetic``: kwargs of
     :func:`zoo.data.synthetic_insects`, e.g. ``{n_train: 300, n_val: 60, size: 320,
     seed: 0}``) is written once to ``{data_dir}/synthetic_insects_<hash>`` and read back
     through :class:`VOCDetection`. Test uses the ``test`` split when it has annotations,
@@ -607,7 +890,9 @@ class DetectionDataModule(SplitDataModule):
     Images are letterboxed to ``img_size`` (gray padding). Training adds the random
     augmentations of :func:`train_transforms` when ``augment`` is true; a dict overrides
     some of their defaults (e.g. ``{degrees: 0, scale: [1, 1], jitter: 0}`` keeps only the
-    flips; keys: :data:`AUGMENT_OPTIONS`). ``multiscale=[lo, hi]``
+    flips; keys: :data:`AUGMENT_OPTIONS`); its ``mosaic`` (default 0: off) is the probability
+    that a training item is a 4-image mosaic (:func:`mosaic4`, made by the dataset before the
+    other augmentations, at the training size). ``multiscale=[lo, hi]``
     letterboxes training images to the largest multiple of 32 in the range and resizes
     each training batch to a random multiple of 32 in it. Batches are
     ``(images, targets, metas)``, see the module docstring. The CLI passes ``classes``
@@ -636,9 +921,11 @@ class DetectionDataModule(SplitDataModule):
         synthetic: dict | None = None,
         data_dir: str = "runs/data",
         skip_corrupt: bool = False,
+        annotations: str = "auto",
     ) -> None:
         super().__init__()
         check_skip_corrupt(skip_corrupt)
+        check_annotations(annotations)
         if img_size < 32 or img_size % 32:
             raise ValueError(f"img_size: expected a multiple of 32 (the network stride), got {img_size}")
         if batch_size < 1:
@@ -647,6 +934,9 @@ class DetectionDataModule(SplitDataModule):
             raise ValueError(f"num_workers: expected >= 0, got {num_workers}")
         if isinstance(augment, dict):
             _check_known_keys("augment", augment, AUGMENT_OPTIONS)
+            mosaic = augment.get("mosaic", 0.0)
+            if isinstance(mosaic, bool) or not isinstance(mosaic, (int, float)) or not 0.0 <= mosaic <= 1.0:
+                raise ValueError(f"augment: mosaic must be a probability in [0, 1], got {mosaic!r}")
         self.sizes: list[int] | None = None
         if multiscale is not None:
             if len(multiscale) != 2 or not 0 < multiscale[0] <= multiscale[1]:
@@ -672,9 +962,11 @@ class DetectionDataModule(SplitDataModule):
         if self.hparams.root is None:
             ensure_synthetic(self.hparams.data_dir, self.hparams.synthetic)
 
-    def _split(self, split: str, transforms: DetectionTransforms, train: bool = False) -> VOCDetection:
-        return VOCDetection(self._root, split, self.classes, transforms, self.hparams.use_difficult,
-                            drop_difficult=train, skip_corrupt=self.hparams.skip_corrupt)
+    def _split(self, split: str, transforms: DetectionTransforms, train: bool = False,
+               mosaic: float = 0.0) -> DetectionDataset:
+        return detection_dataset(self._root, split, self.hparams.annotations, classes=self.classes,
+                                 transforms=transforms, use_difficult=self.hparams.use_difficult,
+                                 drop_difficult=train, skip_corrupt=self.hparams.skip_corrupt, mosaic=mosaic)
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
@@ -683,20 +975,22 @@ class DetectionDataModule(SplitDataModule):
             raise ValueError(f"root: {self._root!r} is not a directory")
         evaluate = eval_transforms(hp.img_size)
 
-        def val() -> VOCDetection:
+        def val() -> DetectionDataset:
             if self.val_set is None:
                 self.val_set = self._split("val", evaluate)
             return self.val_set
 
         if stage in (None, "fit") and self.train_set is None:
             train_size = max(self.sizes) if self.sizes else hp.img_size
-            options = hp.augment if isinstance(hp.augment, dict) else {}
+            options = dict(hp.augment) if isinstance(hp.augment, dict) else {}
+            mosaic = float(options.pop("mosaic", 0.0)) if hp.augment else 0.0
             self.train_set = self._split("train", train_transforms(train_size, bool(hp.augment), **options),
-                                         train=True)
+                                         train=True, mosaic=mosaic)
         if stage in (None, "fit", "validate"):
             val()
         if stage in (None, "test") and self.test_set is None:
-            has_test = os.path.isdir(os.path.join(self._root, "test", "annotations", "xmls"))
+            found = split_formats(self._root, "test")
+            has_test = hp.annotations in found or (hp.annotations == "auto" and bool(found))
             self.test_set = self._split("test", evaluate) if has_test else val()
         if stage in (None, "predict") and self.predict_set is None:
             self.predict_set = (DetectionImages(hp.predict_dir, evaluate, hp.skip_corrupt)
