@@ -1,10 +1,13 @@
 """Object detection (the YOLO family) as a LightningModule.
 
-Training minimises :class:`zoo.losses.YOLOLoss` (darknet's assignment and loss terms);
-validation and test report COCO mAP (torchmetrics' ``MeanAveragePrecision`` through
+Training minimises the loss of the net's kind (:mod:`zoo.losses.yolo`): :class:`zoo.losses.YOLOLoss`
+for YOLOv3 / v4 (sigmoid class scores, the net's ``scale_xy``), :class:`zoo.losses.RegionLoss` for
+YOLOv2 (``cls_act == "softmax"``), :class:`zoo.losses.YOLOv1Loss` for YOLOv1 (``output_kind ==
+"yolov1"``). Validation and test report COCO mAP (torchmetrics' ``MeanAveragePrecision`` through
 :class:`zoo.metrics.MeanAveragePrecision`, which also synchronises uneven DDP shards):
 ``mAP50`` (IoU 0.5) and ``mAP`` (IoU 0.5:0.95). Prediction runs
-:func:`zoo.ops.yolo_postprocess` (decode + threshold + class-aware NMS, fused), maps boxes
+:func:`zoo.ops.yolo_postprocess` (decode + threshold + class-aware NMS, fused; YOLOv1:
+:func:`zoo.ops.yolov1_postprocess`), maps boxes
 back to the original image, and :class:`zoo.callbacks.DetectionWriter` (added by
 ``python -m zoo predict``) draws them into PNGs and writes ``detections.json``.
 
@@ -23,7 +26,7 @@ from torch import Tensor
 from .. import ops
 from ..callbacks import DetectionWriter
 from ..data.detection import to_original
-from ..losses import YOLOLoss
+from ..losses import BOX_LOSSES, RegionLoss, YOLOLoss, YOLOv1Loss
 from ..metrics import MeanAveragePrecision
 from ..optim import WarmupExponentialLR, check_gamma, check_optimizer_args
 from .base import Task
@@ -39,18 +42,31 @@ def _without_crowd(t: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 class Detector(Task):
-    """Wraps ``zoo.create_net(arch)`` (a YOLO detection net): YOLOv3 loss, COCO mAP, NMS'd predictions.
+    """Wraps ``zoo.create_net(arch)`` (a YOLO detection net): its YOLO loss, COCO mAP, NMS'd predictions.
+
+    The net says which loss and post-processing apply: ``net.output_kind == "yolov1"`` ->
+    :class:`zoo.losses.YOLOv1Loss` and :func:`zoo.ops.yolov1_postprocess`; otherwise (grid maps)
+    ``net.cls_act == "softmax"`` -> :class:`zoo.losses.RegionLoss` (YOLOv2), else
+    :class:`zoo.losses.YOLOLoss` (YOLOv3 / v4), and :func:`zoo.ops.yolo_postprocess` with the net's
+    ``scale_xy`` and ``cls_act`` (a net without them: 1.0 per level, ``"sigmoid"``).
 
     Args:
-        arch: a registered detection model name (``yolov3``, ``yolov3_se``, ``yolov3_tiny``).
+        arch: a registered detection model name (``yolov1``, ``yolov2``, ``yolov3``, ``yolov3_se``,
+            ``yolov3_tiny``, ``yolov4``, ``yolov4_tiny``).
         num_classes: number of classes (default: ``len(classes)``, else the spec's).
         classes: class names, for predictions (the CLI links them from the datamodule).
         anchors: ``[L][A][2]`` anchor (w, h) pixels, or a flat list of pairs (default: the
-            spec's COCO anchors), e.g. from :func:`zoo.data.kmeans_anchors`.
+            spec's COCO anchors), e.g. from :func:`zoo.data.kmeans_anchors`; None for yolov1,
+            which has no anchors.
         img_size: the square input side the model is trained at (sets ``example_input_array``;
-            default: the spec's input size; the CLI links the datamodule's).
-        box_loss, ignore_thresh, lambda_box, lambda_obj, lambda_cls: the loss
-            (:class:`zoo.losses.YOLOLoss`).
+            default: the spec's input size; the CLI links the datamodule's). yolov1's connected
+            layer is built for it (a multiple of 64; the cfg's 448).
+        box_loss, ignore_thresh, lambda_box, lambda_obj, lambda_cls: :class:`zoo.losses.YOLOLoss`'s
+            arguments; :class:`zoo.losses.RegionLoss` takes ``box_loss`` and ``ignore_thresh``
+            (the lambdas are its cfg scales, ``loss_kwargs``); :class:`zoo.losses.YOLOv1Loss`
+            none of them (it has one box loss and no ignore threshold).
+        loss_kwargs: further keyword arguments for the loss, e.g. ``{object_scale: 5}``
+            (RegionLoss) or ``{lambda_noobj: 0.5}`` (YOLOv1Loss).
         conf_threshold / iou_threshold / max_det: ``predict_step``'s post-processing.
         eval_conf_threshold / eval_iou_threshold: the same for validation mAP (low conf, as
             COCO evaluation expects the whole precision-recall curve).
@@ -92,6 +108,7 @@ class Detector(Task):
         lr_decay_steps: float | None = None,
         net_kwargs: dict[str, Any] | None = None,
         channels_last: bool = False,
+        loss_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         spec = self.check_arch(arch, "detection")
@@ -110,37 +127,101 @@ class Detector(Task):
             img_size = int(spec.input_size[1])
         if not isinstance(img_size, int) or img_size <= 0 or img_size % 32:
             raise ValueError(f"img_size: expected a positive multiple of 32, got {img_size!r}")
+        if box_loss not in BOX_LOSSES:
+            raise ValueError(f"box_loss: expected one of {BOX_LOSSES}, got {box_loss!r}")
+        if loss_kwargs is not None and not isinstance(loss_kwargs, dict):
+            raise ValueError(f"loss_kwargs: expected a dict of keyword arguments or None, got {loss_kwargs!r}")
         num_classes, classes = self.class_names(num_classes, classes)
         self.save_hyperparameters()
         # (the net checks the anchors: zoo.models.yolov3.parse_anchors)
+        if spec.family == "yolov1" and anchors is not None:
+            raise ValueError(f"anchors: {arch} has no anchors; set anchors to None (null)")
+        if spec.family == "yolov1" and "img_size" not in (net_kwargs or {}):
+            # (YOLOv1's connected layer is built for one input size: the one trained at)
+            net_kwargs = {**(net_kwargs or {}), "img_size": img_size}
         self.build_net(arch, num_classes, classes, net_kwargs, anchors=anchors)
+        if self.output_kind == "yolov1" and int(self.net.img_size) != img_size:
+            raise ValueError(f"img_size: {img_size}, but the {arch} net is built for {self.net.img_size}x"
+                             f"{self.net.img_size} inputs (net_kwargs img_size)")
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.strides = tuple(int(s) for s in self.net.strides)
-        self.criterion = YOLOLoss(self.num_classes, box_loss, ignore_thresh, lambda_box, lambda_obj, lambda_cls)
+        self.criterion = self._make_loss(dict(loss_kwargs or {}))
         self.example_input_array = torch.zeros(1, 3, img_size, img_size)
         self.val_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
         self.test_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
+
+    @property
+    def output_kind(self) -> str:
+        """``"yolov1"`` (one flat vector per image) or ``"grid"`` (raw maps per stride)."""
+        return getattr(self.net, "output_kind", "grid")
+
+    @property
+    def scale_xy(self) -> tuple[float, ...]:
+        """The net's box-centre scale per output level (1.0 each for a net without ``scale_xy``)."""
+        return tuple(float(s) for s in getattr(self.net, "scale_xy", (1.0,) * len(self.strides)))
+
+    @property
+    def cls_act(self) -> str:
+        """How the net's class logits become probabilities: ``"sigmoid"`` or ``"softmax"``."""
+        return getattr(self.net, "cls_act", "sigmoid")
+
+    def _make_loss(self, extra: dict[str, Any]):
+        hp = self.hparams
+        if self.output_kind == "yolov1":
+            loss_cls, args = YOLOv1Loss, {"num_classes": self.num_classes, "grid_size": int(self.net.grid_size),
+                                          "num_boxes": int(self.net.num_boxes)}
+        elif self.cls_act == "softmax":
+            loss_cls, args = RegionLoss, {"num_classes": self.num_classes, "box_loss": hp.box_loss,
+                                          "ignore_thresh": hp.ignore_thresh}
+        else:
+            loss_cls, args = YOLOLoss, {"num_classes": self.num_classes, "box_loss": hp.box_loss,
+                                        "ignore_thresh": hp.ignore_thresh, "lambda_box": hp.lambda_box,
+                                        "lambda_obj": hp.lambda_obj, "lambda_cls": hp.lambda_cls}
+        clash = sorted(set(extra) & set(args))
+        if clash:
+            raise ValueError(f"loss_kwargs: {clash} are set by the Detector's own arguments; set them there")
+        try:
+            return loss_cls(**args, **extra)
+        except TypeError as err:
+            raise ValueError(f"loss_kwargs: {sorted(extra)} are not all arguments of {loss_cls.__name__}: "
+                             f"{err}") from None
+
+    def input_hw(self) -> tuple[int, int]:
+        """YOLOv1's input (H, W) in pixels: the net's ``img_size`` (else the hparams')."""
+        size = getattr(self.net, "img_size", None) or self.hparams.img_size
+        return (size, size) if isinstance(size, int) else tuple(int(v) for v in size)
 
     @property
     def anchors(self) -> Tensor:
         """``[L, A, 2]`` anchor (w, h) pixels of the net, per output level."""
         return self.net.anchors
 
-    def forward(self, x: Tensor) -> list[Tensor]:
-        """``[B, 3, H, W] -> [B, A*(5+C), H/s, W/s]`` raw maps, one per stride."""
+    def forward(self, x: Tensor) -> list[Tensor] | Tensor:
+        """``[B, 3, H, W] -> [B, A*(5+C), H/s, W/s]`` raw maps, one per stride (YOLOv1: the flat
+        ``[B, S*S*(C+5B)]`` detection-layer output)."""
         if self.hparams.get("channels_last"):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
-    def loss(self, preds: Sequence[Tensor], targets: Sequence[dict[str, Tensor]]) -> tuple[Tensor, dict[str, Tensor]]:
-        """``(total, {"box", "obj", "cls"})`` of :class:`zoo.losses.YOLOLoss` on the raw maps."""
-        return self.criterion(preds, targets, self.anchors, self.strides)
+    def loss(self, preds: Sequence[Tensor] | Tensor, targets: Sequence[dict[str, Tensor]]
+             ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(total, {"box", "obj", "cls"})`` of the net's loss (:attr:`criterion`) on its raw output."""
+        if self.output_kind == "yolov1":
+            return self.criterion(preds, targets, self.input_hw())
+        return self.criterion(preds, targets, self.anchors, self.strides, scale_xy=self.scale_xy)
 
-    def postprocess(self, preds: Sequence[Tensor], conf: float, iou: float, max_det: int) -> list[dict[str, Tensor]]:
-        """Detections per image in network-input pixels (fused decode + NMS, :func:`zoo.ops.yolo_postprocess`)."""
+    def postprocess(self, preds: Sequence[Tensor] | Tensor, conf: float, iou: float, max_det: int
+                    ) -> list[dict[str, Tensor]]:
+        """Detections per image in network-input pixels: :func:`zoo.ops.yolo_postprocess` (fused decode
+        + NMS) with the net's ``scale_xy`` and ``cls_act``, or :func:`zoo.ops.yolov1_postprocess`."""
+        if self.output_kind == "yolov1":
+            net = self.net
+            return ops.yolov1_postprocess(preds.float(), int(net.grid_size), int(net.num_boxes), self.num_classes,
+                                          self.input_hw(), conf_threshold=conf, iou_threshold=iou, max_det=max_det)
         return ops.yolo_postprocess([p.float() for p in preds], self.anchors.float(), [float(s) for s in self.strides],
-                                    conf_threshold=conf, iou_threshold=iou, max_det=max_det)
+                                    conf_threshold=conf, iou_threshold=iou, max_det=max_det,
+                                    scale_xy=list(self.scale_xy), cls_act=self.cls_act)
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         images, targets = batch[0], batch[1]
