@@ -22,7 +22,7 @@ setup: $(STAMP) zoo/_C.so
 $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c $(LOCK) torch torchvision setuptools
-	$(PIP) install -q -c $(LOCK) --no-build-isolation -e '.[dev,stego,video]'
+	$(PIP) install -q -c $(LOCK) --no-build-isolation -e '.[dev,stego,video,export]'
 	@rm -f $(VENV)/.zoo-setup-*
 	@touch $@
 	@echo "zoo: environment ready in $(VENV)"

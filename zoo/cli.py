@@ -10,6 +10,9 @@
   the data flow of one forward pass (:func:`zoo.flow`): per layer in execution order, input and
   output shapes, parameters, MACs and activation memory, then the totals (built and run on the
   meta device: nothing is computed).
+* ``export NAME --ckpt_path CKPT --format onnx|pt2 [--with-postprocess] [--output FILE] [--img-size N]
+  [--conf X] [--iou X] [--max-det N]``: the trained model to an ONNX file (standard operators
+  only) or a ``torch.export`` program (:mod:`zoo.export`, docs/EXPORT.md).
 
 The exit status is 0 when the command did what it was asked, non-zero otherwise.
 """
@@ -27,6 +30,7 @@ EXTRA_COMMANDS = {
     "list": "list the registered models (name, task, family, parameters, GMACs, input, reference)",
     "info": "one model's spec, parameter count and MACs at its default input",
     "flow": "the data flow of one forward pass: per-layer shapes, parameters, MACs, activation memory",
+    "export": "a trained model (its checkpoint) to ONNX or a torch.export .pt2 program, optionally with decode + NMS",
 }
 
 
@@ -114,6 +118,29 @@ def _flow(name: str, input_size: list[int] | None, fmt: str, plot: str | None) -
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    if args.ckpt_path is None:
+        print(f"zoo export: a checkpoint is needed: pass --ckpt_path CKPT, the Lightning checkpoint of the "
+              f"trained {args.name!r} (as `python -m zoo fit` writes it)", file=sys.stderr)
+        return 2
+    try:
+        from .export import export
+    except ImportError as err:  # pragma: no cover - torch itself is missing
+        print(f"zoo export: {err}", file=sys.stderr)
+        return 1
+    try:
+        path = export(args.name, args.ckpt_path, args.format, args.output, args.with_postprocess, args.img_size,
+                      args.conf, args.iou, args.max_det)
+    except KeyError as err:
+        print(f"zoo export: {err.args[0]}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        print(f"zoo export: {err}", file=sys.stderr)
+        return 2
+    print(f"zoo export: wrote {path}", file=sys.stderr)
+    return 0
+
+
 def _extra(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="zoo", description="zoo model registry commands")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,7 +157,29 @@ def _extra(argv: list[str]) -> int:
     p_flow.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     p_flow.add_argument("--plot", default=None, metavar="FILE.png",
                         help="also write a PNG: resolution / channels, MACs and activation memory by depth")
+    p_export = sub.add_parser("export", help=EXTRA_COMMANDS["export"],
+                              description="Export a trained model to ONNX or a torch.export program (docs/EXPORT.md).")
+    p_export.add_argument("name", help="the registered model name the checkpoint was trained as (e.g. yolov3_se)")
+    p_export.add_argument("--ckpt_path", "--ckpt-path", default=None, metavar="CKPT",
+                          help="the Lightning checkpoint of the trained model (required)")
+    p_export.add_argument("--format", choices=("onnx", "pt2"), default="onnx",
+                          help="onnx: standard ONNX operators (opset 18); pt2: torch.export.save, "
+                               "the zoo ops kept (load it after `import zoo`)")
+    p_export.add_argument("--with-postprocess", action="store_true",
+                          help="end the graph in decode + NMS: boxes, scores, labels, image_index (detection)")
+    p_export.add_argument("--output", default=None, metavar="FILE",
+                          help="the file to write (default: NAME[-postprocess].FORMAT in the current folder)")
+    p_export.add_argument("--img-size", type=int, default=None, metavar="N",
+                          help="input height and width (default: the checkpoint's img_size)")
+    p_export.add_argument("--conf", type=float, default=None, metavar="X",
+                          help="score threshold (default: the checkpoint's conf_threshold)")
+    p_export.add_argument("--iou", type=float, default=None, metavar="X",
+                          help="NMS IoU threshold (default: the checkpoint's iou_threshold)")
+    p_export.add_argument("--max-det", type=int, default=None, metavar="N",
+                          help="detections per image at most (default: the checkpoint's max_det)")
     args = parser.parse_args(argv)
+    if args.command == "export":
+        return _export(args)
     if args.command == "list":
         _print_table(model_table(args.task, args.pattern), args.markdown)
         return 0
