@@ -16,7 +16,8 @@ from .callbacks import EpochSummary, LastCheckpoint, RNGStates, install_checkpoi
 from .serialization import load_file
 
 DESCRIPTION = ("zoo: train and run registered models (Lightning CLI). Also: `zoo list` (the registered "
-               "models) and `zoo info NAME` (one model's spec, parameters and MACs).")
+               "models), `zoo info NAME` (one model's spec, parameters and MACs), `zoo flow NAME` (per-layer "
+               "data flow) and `zoo export NAME --ckpt_path CKPT` (ONNX / pt2).")
 
 
 def latest_last_checkpoint(root: str | os.PathLike) -> str | None:
