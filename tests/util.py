@@ -54,11 +54,14 @@ def n_params(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-def perfect_maps(targets, anchors, strides, sizes, num_classes):
+def perfect_maps(targets, anchors, strides, sizes, num_classes, scale_xy=None):
     """Raw maps that decode to exactly the target boxes, built with a scalar re-derivation of
     darknet's assignment (no zoo code): each box goes to the anchor of largest corner-aligned IoU
     among all of them, at the cell holding its centre; logits are sigmoid^-1 of the offset in the
-    cell and log(wh / anchor); objectness and the class logit high there, low everywhere else."""
+    cell and log(wh / anchor); objectness and the class logit high there, low everywhere else.
+    ``scale_xy`` (one per level, default 1): the offsets invert darknet's scaled centre
+    ``cx = (sigmoid(tx) * s - (s - 1) / 2 + gx) * stride`` instead."""
+    scale_xy = [1.0] * len(strides) if scale_xy is None else list(scale_xy)
     levels, per_level = anchors.shape[:2]
     flat = anchors.reshape(-1, 2).tolist()
     maps = [torch.full((len(targets), per_level, h, w, 5 + num_classes), -12.0) for h, w in sizes]
@@ -71,7 +74,8 @@ def perfect_maps(targets, anchors, strides, sizes, num_classes):
             s = strides[lvl]
             cx, cy = (x1 + x2) / 2 / s, (y1 + y2) / 2 / s
             gx, gy = int(math.floor(cx)), int(math.floor(cy))
-            fx, fy = min(max(cx - gx, 1e-6), 1 - 1e-6), min(max(cy - gy, 1e-6), 1 - 1e-6)
+            sc = scale_xy[lvl]
+            fx, fy = (min(max((f + (sc - 1) / 2) / sc, 1e-6), 1 - 1e-6) for f in (cx - gx, cy - gy))
             cell = maps[lvl][b, a, gy, gx]
             cell[0], cell[1] = math.log(fx / (1 - fx)), math.log(fy / (1 - fy))
             cell[2], cell[3] = math.log(w / flat[k][0]), math.log(h / flat[k][1])

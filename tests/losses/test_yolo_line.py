@@ -15,6 +15,7 @@ import zoo.ops as ops
 from zoo.losses import RegionLoss, YOLOLoss, YOLOv1Loss, build_targets
 from zoo.losses.yolo import decode_level, ignore_mask
 from zoo.models.yolov3 import parse_anchors
+from tests.util import perfect_maps
 
 COCO = parse_anchors([[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119], [116, 90], [156, 198],
                       [373, 326]])
@@ -47,28 +48,8 @@ def xyxy(cx, cy, w, h):
 
 
 def scaled_perfect_maps(targets, anchors, strides, sizes, num_classes, scale_xy):
-    """Raw maps that decode to the target boxes under ``cx = (sigmoid(tx) * s - (s - 1) / 2 + gx) * stride``,
-    by a scalar inversion of that formula (darknet's assignment re-derived: the anchor of best
-    corner-aligned IoU among all, the cell holding the centre)."""
-    levels, per_level = anchors.shape[:2]
-    flat = anchors.reshape(-1, 2).tolist()
-    maps = [torch.full((len(targets), per_level, h, w, 5 + num_classes), -12.0) for h, w in sizes]
-    for b, t in enumerate(targets):
-        for (x1, y1, x2, y2), label in zip(t["boxes"].tolist(), t["labels"].tolist()):
-            w, h = x2 - x1, y2 - y1
-            ious = [min(w, aw) * min(h, ah) / (w * h + aw * ah - min(w, aw) * min(h, ah)) for aw, ah in flat]
-            k = max(range(len(flat)), key=ious.__getitem__)
-            lvl, a = divmod(k, per_level)
-            s, sc = strides[lvl], scale_xy[lvl]
-            cx, cy = (x1 + x2) / 2 / s, (y1 + y2) / 2 / s
-            gx, gy = math.floor(cx), math.floor(cy)
-            sig = [min(max((f + (sc - 1) / 2) / sc, 1e-6), 1 - 1e-6) for f in (cx - gx, cy - gy)]
-            cell = maps[lvl][b, a, gy, gx]
-            cell[0], cell[1] = (math.log(p / (1 - p)) for p in sig)
-            cell[2], cell[3] = math.log(w / flat[k][0]), math.log(h / flat[k][1])
-            cell[4] = 12.0
-            cell[5 + label] = 12.0
-    return [m.permute(0, 1, 4, 2, 3).reshape(m.shape[0], -1, m.shape[2], m.shape[3]).contiguous() for m in maps]
+    """:func:`tests.util.perfect_maps` under darknet's scaled centre (``scale_xy`` per level)."""
+    return perfect_maps(targets, anchors, strides, sizes, num_classes, scale_xy)
 
 
 # ------------------------------------------------------------------ YOLOLoss with scale_xy (v3 / v4)

@@ -444,13 +444,20 @@ def test_yolo_decode_centres_round_like_the_torch_formula(scale_xy):
     p[:, :, 4] = p[:, :, 0]  # objectness logit = tx = ty
     pred = p.reshape(2, a * (5 + c), h, w)
     out = torch.ops.zoo.yolo_decode(pred, torch.tensor([[10.0, 13.0], [30.0, 61.0]]), 16.0, scale_xy)
-    sig = out[..., 4].view(2, a, h, w)  # the kernel's sigmoid(tx)
+    assert_centres_are_the_rounded_formula(out, scale_xy, a, h, w, 16.0)
+
+
+def assert_centres_are_the_rounded_formula(out, scale_xy, a, h, w, stride):
+    """``out`` (a decode of 2 images whose tx = ty = objectness logit): its centres equal
+    ``(sigmoid * s - offset + grid) * stride`` in fp32 with the kernel's own sigmoid (its
+    objectness column), s rounded to fp32 and the offset 0.5 * (s - 1) from that s."""
+    sig = out[..., 4].view(2, a, h, w)
     s32 = torch.tensor(scale_xy, dtype=torch.float32)
     off32 = torch.tensor(0.5 * (s32.item() - 1.0), dtype=torch.float32)
     gx = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w)
     gy = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1)
-    assert torch.equal(out[..., 0].view(2, a, h, w), (sig * s32 - off32 + gx) * 16.0)
-    assert torch.equal(out[..., 1].view(2, a, h, w), (sig * s32 - off32 + gy) * 16.0)
+    assert torch.equal(out[..., 0].view(2, a, h, w), (sig * s32 - off32 + gx) * stride)
+    assert torch.equal(out[..., 1].view(2, a, h, w), (sig * s32 - off32 + gy) * stride)
 
 
 def _softmax_oracle(pred: torch.Tensor, a: int) -> torch.Tensor:

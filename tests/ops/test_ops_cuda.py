@@ -15,6 +15,7 @@ import torchvision
 import zoo  # noqa: F401
 import zoo.ops as ops
 from zoo.ops import _ext, reference
+from tests.ops.test_ops import assert_centres_are_the_rounded_formula
 from tests.ops.conftest import (
     COCO_ANCHORS, NEAR_THRESHOLD_PAIRS, STRIDES, clustered_boxes, extreme_logit_map, fp64_boxes, near_threshold_pair,
     nms_adversarial_cases, nms_bad_inputs, require_cuda_kernels, uniform_boxes, yolo_decode_bad_inputs, yolo_maps,
@@ -389,13 +390,7 @@ def test_yolo_decode_centres_round_like_the_torch_formula(scale_xy):
     p[:, :, 4] = p[:, :, 0]
     out = torch.ops.zoo.yolo_decode(*cu(p.reshape(2, a * (5 + c), h, w), torch.tensor([[10.0, 13.0], [30.0, 61.0]])),
                                     16.0, scale_xy).cpu()
-    sig = out[..., 4].view(2, a, h, w)
-    s32 = torch.tensor(scale_xy, dtype=torch.float32)
-    off32 = torch.tensor(0.5 * (s32.item() - 1.0), dtype=torch.float32)
-    gx = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w)
-    gy = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1)
-    assert torch.equal(out[..., 0].view(2, a, h, w), (sig * s32 - off32 + gx) * 16.0)
-    assert torch.equal(out[..., 1].view(2, a, h, w), (sig * s32 - off32 + gy) * 16.0)
+    assert_centres_are_the_rounded_formula(out, scale_xy, a, h, w, 16.0)
 
 
 def test_yolo_decode_softmax_extremes():
