@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <exception>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -187,7 +188,7 @@ void test_batched_nms() {
 // yolo_decode
 // ---------------------------------------------------------------------------
 void test_yolo_decode() {
-  auto decode = op("zoo::yolo_decode").typed<at::Tensor(const at::Tensor&, const at::Tensor&, double)>();
+  auto decode = op("zoo::yolo_decode").typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, double, c10::string_view)>();
   const float l2 = std::log(2.0f), l3 = std::log(3.0f);
 
   // pred [1, 1*(5+1), 1, 2], anchor (10, 20), stride 8. Channel k of cell x:
@@ -206,11 +207,20 @@ void test_yolo_decode() {
                                l3, 0},   // cls
                               {1, 6, 1, 2});
   const at::Tensor anchors = f32({10, 20}, {1, 2});
-  expect_floats("yolo_decode 1x6x1x2: cx, cy, w, h, obj, cls", decode.call(pred, anchors, 8.0), {1, 2, 6},
+  expect_floats("yolo_decode 1x6x1x2: cx, cy, w, h, obj, cls", decode.call(pred, anchors, 8.0, 1.0, "sigmoid"), {1, 2, 6},
                 {4, 4, 20, 20, 0.5f, 0.75f,  //
                  14, 2, 10, 40, 0.75f, 0.5f},
                 {0, 0, 4, 0, 0, 4,  //
                  4, 4, 0, 4, 4, 0});
+
+  // darknet's scale_x_y = 2 and softmax classes on the same map: cx = (sigmoid(tx) * 2 - 0.5 + x) * 8,
+  //   row 0: (0.5 * 2 - 0.5 + 0) * 8 = 4,  cy = 4;  row 1: (0.75 * 2 - 0.5 + 1) * 8 = 16, cy = (0.25 * 2 - 0.5) * 8 = 0;
+  // the one class's softmax is 1 whatever its logit; sizes and objectness as above.
+  expect_floats("yolo_decode scale_xy 2, softmax classes", decode.call(pred, anchors, 8.0, 2.0, "softmax"), {1, 2, 6},
+                {4, 4, 20, 20, 0.5f, 1.0f,  //
+                 16, 0, 10, 40, 0.75f, 1.0f},
+                {0, 0, 4, 0, 0, 0,  //
+                 8, 8, 0, 4, 4, 0});
 
   // Layout: B=2, A=2, C=2, H=2, W=3, stride 16, anchors (10, 20), (30, 40); every logit 0
   // except objectness 20 in image 1 (sigmoid(20) rounds to 1 in fp32). Row a*H*W + y*W + x
@@ -229,14 +239,14 @@ void test_yolo_decode() {
           want.insert(want.end(), row.begin(), row.end());
         }
   expect_floats("yolo_decode 2x14x2x3 row order a*H*W + y*W + x (all exact)",
-                decode.call(grid, f32({10, 20, 30, 40}, {2, 2}), 16.0), {B, A * H * W, 5 + C}, want);
+                decode.call(grid, f32({10, 20, 30, 40}, {2, 2}), 16.0, 1.0, "sigmoid"), {B, A * H * W, 5 + C}, want);
 
   // The size logits are capped at 10 before exp: tw = 50 and th = +inf both give exp(10) * anchor.
   // exp(10) rounds to 22026.46484375 in fp32; times the anchors 16 and 32 (powers of 2) that is
   // exact. tx = +inf, ty = -inf: sigmoid 1 and 0, so cx = (1 + 0) * 8 = 8 and cy = (0 + 0) * 8 = 0.
   const float inf = std::numeric_limits<float>::infinity();
   const at::Tensor extreme = f32({inf, -inf, 50, inf, 0, 0}, {1, 6, 1, 1});
-  expect_floats("yolo_decode caps tw = 50, th = inf at exp(10) * anchor", decode.call(extreme, f32({16, 32}, {1, 2}), 8.0),
+  expect_floats("yolo_decode caps tw = 50, th = inf at exp(10) * anchor", decode.call(extreme, f32({16, 32}, {1, 2}), 8.0, 1.0, "sigmoid"),
                 {1, 1, 6}, {8, 0, 22026.46484375f * 16, 22026.46484375f * 32, 0.5f, 0.5f}, {0, 0, 4, 4, 0, 0});
 }
 
@@ -256,7 +266,7 @@ void expect_value_error(const std::string& what, const std::string& message_star
 
 void test_input_checks() {
   auto nms = op("zoo::nms").typed<at::Tensor(const at::Tensor&, const at::Tensor&, double)>();
-  auto decode = op("zoo::yolo_decode").typed<at::Tensor(const at::Tensor&, const at::Tensor&, double)>();
+  auto decode = op("zoo::yolo_decode").typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, double, c10::string_view)>();
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const at::Tensor scores = f32({0.5f, 0.9f}, {2});
   expect_value_error("nms with a NaN coordinate", "boxes: contains NaN or infinite coordinates",
@@ -267,9 +277,9 @@ void test_input_checks() {
                      [&] { nms.call(f32({0, 0, 1, 1, 0, 0, 2, 2}, {2, 4}), scores, std::nan("")); });
   // 1 anchor x (5 + 0) channels: no class at all
   expect_value_error("yolo_decode with zero classes", "pred: channel count 5 is not A*(5+C) for A=1 anchors",
-                     [&] { decode.call(at::zeros({1, 5, 2, 2}, scores.options()), f32({10, 20}, {1, 2}), 8.0); });
+                     [&] { decode.call(at::zeros({1, 5, 2, 2}, scores.options()), f32({10, 20}, {1, 2}), 8.0, 1.0, "sigmoid"); });
   expect_value_error("yolo_decode with a negative anchor", "anchors: anchor sizes must be finite and > 0",
-                     [&] { decode.call(at::zeros({1, 6, 2, 2}, scores.options()), f32({-10, 20}, {1, 2}), 8.0); });
+                     [&] { decode.call(at::zeros({1, 6, 2, 2}, scores.options()), f32({-10, 20}, {1, 2}), 8.0, 1.0, "sigmoid"); });
 }
 
 // ---------------------------------------------------------------------------
@@ -291,7 +301,7 @@ void test_yolo_postprocess() {
   using Out = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
   auto post = op("zoo::yolo_postprocess")
                   .typed<Out(at::TensorList, at::TensorList, at::ArrayRef<double>, double, double, int64_t,
-                             int64_t, bool)>();
+                             int64_t, bool, std::optional<at::ArrayRef<double>>, c10::string_view)>();
 
   // pred[b, k, 0, x] for k = tx, ty, tw, th, obj, cls0, cls1
   auto scale0 = [](bool with_image1) {
@@ -331,30 +341,30 @@ void test_yolo_postprocess() {
 
   // Single label, conf 0.1: candidates cell0 (1, c0), cell1 (0.5, c0), cell2 (0.5, c1).
   // NMS (0.3) per class: cell1 is suppressed by cell0 (IoU 1/3).
-  check("postprocess single-label", post.call({one_image}, {anchors0}, stride0, 0.1, 0.3, 100, 1000, false), 2,
+  check("postprocess single-label", post.call({one_image}, {anchors0}, stride0, 0.1, 0.3, 100, 1000, false, std::nullopt, "sigmoid"), 2,
         cat({box0, box2}), {1.0f, 0.5f}, {0, 1}, {0, 0});
 
   // Multi label: candidates in (row, class) order: (0,c0) 1, (0,c1) .5, (1,c0) .5, (1,c1) .5, (2,c1) .5.
   // Class 0: (1,c0) suppressed by (0,c0). Class 1: (1,c1) suppressed by (0,c1); (2,c1) kept (IoU 0).
-  check("postprocess multi-label", post.call({one_image}, {anchors0}, stride0, 0.1, 0.3, 100, 1000, true), 3,
+  check("postprocess multi-label", post.call({one_image}, {anchors0}, stride0, 0.1, 0.3, 100, 1000, true, std::nullopt, "sigmoid"), 3,
         cat({box0, box0, box2}), {1.0f, 0.5f, 0.5f}, {0, 1, 1}, {0, 0, 0});
 
   // max_det = 2 keeps the first two of those.
   check("postprocess multi-label max_det=2",
-        post.call({one_image}, {anchors0}, stride0, 0.1, 0.3, 2, 1000, true), 2, cat({box0, box0}),
+        post.call({one_image}, {anchors0}, stride0, 0.1, 0.3, 2, 1000, true, std::nullopt, "sigmoid"), 2, cat({box0, box0}),
         {1.0f, 0.5f}, {0, 1}, {0, 0});
 
   // max_nms = 2: only cell0 and cell1 reach NMS, and cell1 is suppressed.
   check("postprocess single-label max_nms=2",
-        post.call({one_image}, {anchors0}, stride0, 0.1, 0.3, 100, 2, false), 1, box0, {1.0f}, {0}, {0});
+        post.call({one_image}, {anchors0}, stride0, 0.1, 0.3, 100, 2, false, std::nullopt, "sigmoid"), 1, box0, {1.0f}, {0}, {0});
 
   // conf 0.5 is strict: the 0.5 scores are not candidates.
   check("postprocess conf_threshold=0.5 is strict",
-        post.call({one_image}, {anchors0}, stride0, 0.5, 0.3, 100, 1000, false), 1, box0, {1.0f}, {0}, {0});
+        post.call({one_image}, {anchors0}, stride0, 0.5, 0.3, 100, 1000, false, std::nullopt, "sigmoid"), 1, box0, {1.0f}, {0}, {0});
 
   // Two images: image 1 has candidates cell1 (0.5, c0) and cell2 (0.5, c1), different classes,
   // both kept, tie in score -> lower row first.
-  check("postprocess two images", post.call({scale0(true)}, {anchors0}, stride0, 0.1, 0.3, 100, 1000, false), 4,
+  check("postprocess two images", post.call({scale0(true)}, {anchors0}, stride0, 0.1, 0.3, 100, 1000, false, std::nullopt, "sigmoid"), 4,
         cat({box0, box2, box1, box2}), {1.0f, 0.5f, 0.5f, 0.5f}, {0, 1, 0, 1}, {0, 0, 1, 1});
 
   // Two scales: rows of scale 1 follow those of scale 0. Candidates: cell0 (1, c0), cell1 (.5, c0),
@@ -363,7 +373,7 @@ void test_yolo_postprocess() {
   const at::Tensor scale1 = f32({0, 0, 0, 0, 20, 0, -20}, {1, 7, 1, 1});
   check("postprocess two scales",
         post.call({one_image, scale1}, {anchors0, f32({40, 40}, {1, 2})}, {10.0, 20.0}, 0.1, 0.3, 100, 1000,
-                  false),
+                  false, std::nullopt, "sigmoid"),
         3, cat({box0, box2, box3}), {1.0f, 0.5f, 0.5f}, {0, 1, 0}, {0, 0, 0});
 }
 
